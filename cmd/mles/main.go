@@ -1,0 +1,222 @@
+// Command mles runs the Mles server: a publish/subscribe data service over
+// TLS WebSockets, wire-compatible with the reference server mles-rs.
+//
+// With no flags it serves TLS on port 443 with an ephemeral self-signed
+// certificate for localhost. Every flag can also be set from the environment
+// as MLES_<NAME> (dashes become underscores: --max-conns is MLES_MAX_CONNS).
+// MLES_KEY is the shared key of the auth token; RUST_LOG sets the log level
+// when --log-level is not given, as with mles-rs.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/mles/mles/server"
+	"github.com/mles/mles/tlsbridge"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "mles:", err)
+		os.Exit(1)
+	}
+}
+
+type flags struct {
+	port      int
+	addr      string
+	plain     bool
+	tlsCert   string
+	tlsKey    string
+	logLevel  string
+	logFormat string
+	opts      server.Options
+}
+
+func parse(args []string) (*flags, *pflag.FlagSet, error) {
+	f := &flags{}
+	o := &f.opts
+	fs := pflag.NewFlagSet("mles", pflag.ContinueOnError)
+	fs.SortFlags = false
+	fs.IntVarP(&f.port, "port", "p", 443, "TCP port to listen on")
+	fs.StringVar(&f.addr, "addr", "", "IP address to listen on (default: all interfaces)")
+	fs.IntVarP(&o.History, "limit", "l", 200, "messages of history kept per channel (1..999999)")
+	fs.BoolVar(&f.plain, "plain", false, "serve WebSocket without TLS (behind a TLS-terminating proxy, or for local tests)")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate chain file (reloaded on SIGHUP)")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file (reloaded on SIGHUP)")
+	fs.IntVar(&o.Reactors, "reactors", 0, "event loops (default: number of CPUs)")
+	fs.BoolVar(&o.ReusePort, "reuseport", false, "set SO_REUSEPORT on the listener")
+	fs.BoolVar(&o.LockOSThread, "lock-os-thread", false, "pin each event loop to an OS thread")
+	fs.IntVar(&o.ReadBufferCap, "read-buffer-cap", 64<<10, "bytes read per socket read, per event loop")
+	fs.IntVar(&o.WriteBufferCap, "write-buffer-cap", 4<<10, "initial outbound buffer per connection in bytes (grows on demand)")
+	fs.IntVar(&o.MaxMessage, "max-message", 16<<20, "largest accepted message in bytes (close 1009 beyond)")
+	fs.IntVar(&o.MaxConns, "max-conns", 0, "maximum concurrent connections (0: unlimited)")
+	fs.IntVar(&o.MaxPending, "max-pending", 4<<20, "unsent bytes per subscriber before it is paused as a slow consumer")
+	fs.DurationVar(&o.SlowGrace, "slow-grace", 10*time.Second, "how long a subscriber may stay above --max-pending before it is closed")
+	fs.IntVar(&o.MaxUID, "max-uid", 1024, "longest uid in bytes")
+	fs.IntVar(&o.MaxChannel, "max-channel", 1024, "longest channel name in bytes")
+	fs.IntVar(&o.MaxHandshakes, "max-handshakes", 0, "concurrent TLS handshakes (default: 256 per reactor)")
+	fs.Int64Var(&o.HistoryBytes, "history-bytes", 64<<20, "history byte cap per channel")
+	fs.Int64Var(&o.HistoryTotalBytes, "history-total-bytes", 1<<30, "history byte cap for all channels")
+	fs.IntVar(&o.RingSize, "ring-size", 0, "ring slots per channel, a power of two: how far a reader may lag (default: max(1024, 2 x limit))")
+	fs.DurationVar(&o.HandshakeTimeout, "handshake-timeout", 10*time.Second, "time for the TLS handshake and HTTP upgrade")
+	fs.DurationVar(&o.HeaderTimeout, "header-timeout", 30*time.Second, "time for the Mles header frame after the upgrade")
+	fs.DurationVar(&o.PingInterval, "ping-interval", 24*time.Second, "liveness ping period")
+	fs.IntVar(&o.PingMax, "ping-max", 3, "pings without any inbound frame before the connection is closed")
+	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 5*time.Second, "graceful shutdown bound")
+	fs.BoolVar(&o.ReplaceDuplicate, "replace-duplicate", false, "a new session with the same (uid, channel, auth) replaces the old one instead of being refused")
+	fs.StringVar(&f.logLevel, "log-level", "", "error, warn, info, debug or trace (default: RUST_LOG, else warn)")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		return nil, fs, err
+	}
+	if err := applyEnv(fs); err != nil {
+		return nil, fs, err
+	}
+	return f, fs, nil
+}
+
+// applyEnv sets every flag not given on the command line from MLES_<NAME>.
+func applyEnv(fs *pflag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(fl *pflag.Flag) {
+		if err != nil || fl.Changed {
+			return
+		}
+		name := "MLES_" + strings.ToUpper(strings.ReplaceAll(fl.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok {
+			if e := fs.Set(fl.Name, v); e != nil {
+				err = fmt.Errorf("%s: %w", name, e)
+			}
+		}
+	})
+	return err
+}
+
+// logLevel maps --log-level, else RUST_LOG (mles-rs), to a slog level.
+func logLevel(flag string) (slog.Level, error) {
+	v := flag
+	if v == "" {
+		v = os.Getenv("RUST_LOG")
+		// RUST_LOG may be a directive list such as "mles=debug,info"; take
+		// the last bare or mles-scoped level.
+		lvl := ""
+		for _, d := range strings.Split(v, ",") {
+			d = strings.TrimSpace(d)
+			if i := strings.IndexByte(d, '='); i >= 0 {
+				if !strings.HasPrefix(d[:i], "mles") {
+					continue
+				}
+				d = d[i+1:]
+			}
+			lvl = d
+		}
+		v = lvl
+		if v == "" {
+			v = "warn"
+		}
+	}
+	switch strings.ToLower(v) {
+	case "error":
+		return slog.LevelError, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "debug", "trace":
+		return slog.LevelDebug, nil
+	case "off":
+		return slog.LevelError + 4, nil
+	}
+	return 0, fmt.Errorf("unknown log level %q", v)
+}
+
+func run(args []string) error {
+	f, _, err := parse(args)
+	if err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	lvl, err := logLevel(f.logLevel)
+	if err != nil {
+		return err
+	}
+	hopts := &slog.HandlerOptions{Level: lvl}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, hopts)
+	if f.logFormat == "json" {
+		h = slog.NewJSONHandler(os.Stderr, hopts)
+	} else if f.logFormat != "text" {
+		return fmt.Errorf("unknown log format %q", f.logFormat)
+	}
+	log := slog.New(h)
+	o := &f.opts
+	o.Logger = log
+	o.Addr = net.JoinHostPort(f.addr, strconv.Itoa(f.port))
+	o.Key, o.KeySet = os.LookupEnv("MLES_KEY")
+	o.Plain = f.plain
+
+	var files *tlsbridge.FileSource
+	switch {
+	case f.plain:
+		if f.tlsCert != "" || f.tlsKey != "" {
+			return errors.New("--plain and --tls-cert/--tls-key exclude each other")
+		}
+	case f.tlsCert != "" || f.tlsKey != "":
+		if f.tlsCert == "" || f.tlsKey == "" {
+			return errors.New("--tls-cert and --tls-key go together")
+		}
+		files, err = tlsbridge.NewFileSource(f.tlsCert, f.tlsKey)
+		if err != nil {
+			return err
+		}
+		o.TLS = tlsbridge.ServerConfig(files.GetCertificate)
+	default:
+		cert, err := tlsbridge.SelfSigned(nil)
+		if err != nil {
+			return err
+		}
+		log.Warn("no certificate configured: using an ephemeral self-signed certificate for localhost (clients must skip verification)")
+		o.TLS = tlsbridge.ServerConfig(tlsbridge.Static(cert))
+	}
+
+	srv, err := server.New(*o)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	for s := range sig {
+		if s == syscall.SIGHUP {
+			if files == nil {
+				log.Warn("SIGHUP: no certificate files to reload")
+				continue
+			}
+			if err := files.Reload(); err != nil {
+				log.Error("certificate reload failed; keeping the old one", "err", err)
+			} else {
+				log.Warn("certificate reloaded")
+			}
+			continue
+		}
+		log.Warn("signal received, shutting down", "signal", s.String())
+		break
+	}
+	return srv.Shutdown(context.Background())
+}

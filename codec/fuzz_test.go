@@ -1,0 +1,117 @@
+package codec
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/gobwas/ws"
+)
+
+// FuzzFrameReader checks that any input parses to the same events and
+// error whole, byte by byte and split at one point, that taken frames
+// decode with gobwas ws, and that nothing panics.
+func FuzzFrameReader(f *testing.F) {
+	f.Add(clientFrame(true, ws.OpText, []byte("hello")), uint16(0), uint(3))
+	f.Add(concat(clientFrame(false, ws.OpText, []byte("\xe2\x82")),
+		clientFrame(true, ws.OpPing, []byte("p")),
+		clientFrame(true, ws.OpContinuation, []byte("\xac"))), uint16(10), uint(7))
+	f.Add(clientFrame(true, ws.OpClose, closePayload(1000, "bye")), uint16(0), uint(1))
+	f.Add(clientFrame(true, ws.OpBinary, text(300)), uint16(200), uint(4))
+	f.Add(rawFrame(bitFin|byte(ws.OpBinary), true, 1<<63, nil), uint16(0), uint(9))
+	f.Fuzz(func(t *testing.T, data []byte, maxMessage uint16, split uint) {
+		wantEvs, wantErr := readAll(t, int(maxMessage), [][]byte{data}, false)
+		var pe *ProtocolError
+		if wantErr != nil && !errors.As(wantErr, &pe) {
+			t.Fatalf("error %v is not a *ProtocolError", wantErr)
+		}
+		for _, ev := range wantEvs {
+			if ev.Ev == EventMessage && maxMessage > 0 && len(ev.Data) > int(maxMessage) {
+				t.Fatalf("message of %d bytes over limit %d", len(ev.Data), maxMessage)
+			}
+		}
+		s := int(split % uint(len(data)+1))
+		for _, chunks := range [][][]byte{
+			cut(data, func(int) int { return 1 }),
+			{data[:s], data[s:]},
+		} {
+			for _, take := range []bool{false, true} {
+				evs, err := readAll(t, int(maxMessage), chunks, take)
+				if err != wantErr || !reflect.DeepEqual(evs, wantEvs) {
+					t.Fatalf("chunked (take=%v): %v %v, whole: %v %v", take, evs, err, wantEvs, wantErr)
+				}
+			}
+		}
+	})
+}
+
+// FuzzUpgradeParser checks that chunking does not change the result, that
+// n is within the input, and that an accepted upgrade is sane.
+func FuzzUpgradeParser(f *testing.F) {
+	f.Add([]byte(upgradeRequest(nil)+"\x81\x80"), uint(17))
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), uint(20))
+	f.Add([]byte(upgradeRequest([]string{"Sec-WebSocket-Protocol: a, mles-websocket"}, "Sec-WebSocket-Protocol")), uint(5))
+	f.Add([]byte("\r\nGET / HTTP/1.0\nUpgrade: websocket\n\n"), uint(3))
+	f.Fuzz(func(t *testing.T, data []byte, split uint) {
+		want := parseChunks(t, [][]byte{data})
+		if want.err != nil {
+			var he *HandshakeError
+			if !errors.As(want.err, &he) || he.Status < 400 {
+				t.Fatalf("error %v is not a 4xx/5xx *HandshakeError", want.err)
+			}
+		}
+		if want.n > 0 {
+			if want.n > MaxHeaderBlock || data[want.n-1] != '\n' {
+				t.Fatalf("n = %d does not end a block within the limit", want.n)
+			}
+			if want.req.Upgrade && !validKey(want.req.Key[:]) {
+				t.Fatalf("upgrade accepted with key %q", want.req.Key)
+			}
+		}
+		s := int(split % uint(len(data)+1))
+		for _, chunks := range [][][]byte{
+			cut(data, func(int) int { return 1 }),
+			{data[:s], data[s:]},
+		} {
+			got := parseChunks(t, chunks)
+			if got.n != want.n || got.err != want.err || got.req != want.req {
+				t.Fatalf("chunked %+v, whole %+v", got, want)
+			}
+		}
+	})
+}
+
+// FuzzDecodeHeader checks that decoding never panics, that an accepted
+// header obeys the rules, and that its join message decodes back to it.
+func FuzzDecodeHeader(f *testing.F) {
+	f.Add([]byte(`{"uid":"alice","channel":"example","auth":"9b3b95527f7c2d80"}`))
+	f.Add([]byte(`{"uid":"a\"b","channel":"c\\d","auth":null,"x":[1,{}]}`))
+	f.Add([]byte(`{"uid":1}`))
+	f.Add([]byte(`{"uid":"x","channel":"y","auth":"\u0041"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		h, err := DecodeHeader(data, HeaderLimits{MaxUID: 64, MaxChannel: 64})
+		if err != nil {
+			var pe *ProtocolError
+			if !errors.As(err, &pe) || pe.Code != ws.StatusPolicyViolation {
+				t.Fatalf("error %v is not a 1008 *ProtocolError", err)
+			}
+			return
+		}
+		if !printableASCII(h.UID) || !printableASCII(h.Channel) || len(h.UID) > 64 || len(h.Channel) > 64 {
+			t.Fatalf("accepted %+v", h)
+		}
+		if !h.HasAuth && h.Auth != "" {
+			t.Fatalf("auth %q without HasAuth", h.Auth)
+		}
+		join := AppendJoinJSON(nil, h.UID, h.Channel)
+		back, err := DecodeHeader(join, HeaderLimits{MaxUID: 64, MaxChannel: 64})
+		if err != nil || back.UID != h.UID || back.Channel != h.Channel || back.HasAuth {
+			t.Fatalf("join %s decodes to %+v, %v", join, back, err)
+		}
+		frame := AppendJoinFrame(nil, h.UID, h.Channel)
+		if !bytes.Equal(frame[HeaderLen(len(join)):], join) {
+			t.Fatalf("join frame %q", frame)
+		}
+	})
+}

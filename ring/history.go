@@ -1,0 +1,176 @@
+package ring
+
+import "sync/atomic"
+
+// Budget is a global cap on the frame bytes retained by all the rings that share it
+// (SPEC 1.4 [beyond]). A ring whose Publish finds the Budget over its limit evicts its own
+// oldest messages until the Budget is within the limit or only the message just published is
+// left; it never evicts from other rings. Safe for concurrent use; a nil *Budget is no cap.
+type Budget struct {
+	used  atomic.Int64
+	limit int64 // 0: unlimited
+}
+
+// NewBudget returns a Budget of maxBytes; 0 (or less) means unlimited, which still counts
+// Used.
+func NewBudget(maxBytes int64) *Budget {
+	return &Budget{limit: max(maxBytes, 0)}
+}
+
+// Used returns the frame bytes currently retained by all rings sharing b.
+func (b *Budget) Used() int64 {
+	if b == nil {
+		return 0
+	}
+	return b.used.Load()
+}
+
+// Limit returns the cap given to NewBudget; 0 means unlimited.
+func (b *Budget) Limit() int64 {
+	if b == nil {
+		return 0
+	}
+	return b.limit
+}
+
+func (b *Budget) add(n int64) {
+	if b != nil {
+		b.used.Add(n)
+	}
+}
+
+func (b *Budget) over() bool {
+	return b != nil && b.limit > 0 && b.used.Load() > b.limit
+}
+
+// over reports whether the ring or its Budget retains more bytes than allowed.
+func (r *Ring) over() bool {
+	return (r.maxBytes > 0 && r.bytes.Load() > r.maxBytes) || r.budget.over()
+}
+
+// release returns n bytes of a dropped message to the ring and the Budget.
+func (r *Ring) release(n int64) {
+	r.bytes.Add(-n)
+	r.budget.add(-n)
+}
+
+// evict drops the oldest messages while a byte cap is exceeded, called by the producer of s
+// once s is published. It never evicts s or anything newer (their producers handle those), and
+// stops at a message still being written: that message's producer evicts after publishing it,
+// so the caps may be exceeded only while a publish is in flight.
+func (r *Ring) evict(s uint64) {
+	for r.over() {
+		t := r.tail.Load()
+		if t >= s {
+			return
+		}
+		sl := r.slotIfAllocated(t)
+		if sl == nil {
+			return // t's producer has not even allocated its chunk
+		}
+		v := sl.seq.Load()
+		switch {
+		case v == t+1: // ready: winning the tail makes t ours to evict
+			if r.tail.CompareAndSwap(t, t+1) {
+				r.evictSlot(sl, v)
+			}
+		case v&^markBits >= t+1: // already evicted, or overwritten by a later lap
+			r.tail.CompareAndSwap(t, t+1)
+		default: // t is still being written
+			return
+		}
+	}
+}
+
+// evictSlot drops the ready message whose slot word is v, unless a producer one lap later
+// takes the slot over first (then that producer returns the bytes). Between the two stores the
+// slot is marked busy, which makes that producer wait: the pointer we clear is never its.
+func (r *Ring) evictSlot(sl *slot, v uint64) {
+	if !sl.seq.CompareAndSwap(v, v|busyBit) {
+		return
+	}
+	if m := sl.msg.Swap(nil); m != nil {
+		r.release(int64(len(m.Frame)))
+	}
+	sl.seq.Store(v | evictedBit)
+}
+
+// Release drops every message, returns their bytes to the Budget and moves the tail to the
+// head; readers then see Lost. Use it when the channel is dropped, after the last Publish has
+// returned: a Publish that finishes during Release may leave its message in the ring. Slot
+// memory is left to the garbage collector with the Ring.
+func (r *Ring) Release() {
+	r.advanceTail(r.head.Load())
+	t := r.table.Load()
+	if t == nil {
+		return
+	}
+	for ci := range t.chunks {
+		c := t.chunks[ci].Load()
+		if c == nil {
+			continue
+		}
+		for si := range *c {
+			sl := &(*c)[si]
+			idx := uint64(ci)<<r.chunkShift | uint64(si)
+			for {
+				v := sl.seq.Load()
+				if v == 0 || v&markBits == evictedBit {
+					break // empty or already evicted
+				}
+				if v&markBits == 0 && (v-1)&r.mask == idx { // ready
+					r.evictSlot(sl, v)
+					continue // re-check: a producer may have taken the slot over first
+				}
+				// Claimed by a producer or busy with an eviction: both finish without waiting.
+				// A producer is only here if it raced Release; wait for its message.
+				spinWait()
+			}
+		}
+	}
+}
+
+// Span is a range of sequences [Start, End).
+type Span struct {
+	Start, End uint64
+}
+
+// Len returns the number of sequences in the span.
+func (s Span) Len() int { return int(s.End - s.Start) }
+
+// HistorySpan returns the history a new member replays: the newest min(History, available)
+// messages before End (the head when called), not older than the tail (evictions), not older
+// than End-Size+Size/4 (a quarter of the ring is headroom, so publishes racing the replay do
+// not lap it), and, with MaxBytes, only as many of the newest as fit in MaxBytes.
+//
+// The joiner sets its cursor to Start and reads on into live traffic with the same cursor;
+// messages at or after End are live (deliver Join messages only below End). Messages inside the
+// span may still be in flight (NotReady); the reader waits for them as for any other.
+func (r *Ring) HistorySpan() Span {
+	h := r.head.Load()
+	start := h - min(r.history, r.window, h)
+	if t := r.tail.Load(); start < t {
+		start = min(t, h) // the tail may have moved past h since we loaded it
+	}
+	if r.maxBytes > 0 {
+		var sum int64
+		for seq := h; seq > start; seq-- {
+			m, st := r.Read(seq - 1)
+			if st == Lost {
+				start = seq
+				break
+			}
+			if st == Ready {
+				sum += int64(len(m.Frame))
+				if sum > r.maxBytes {
+					start = seq
+					break
+				}
+			}
+		}
+	}
+	return Span{Start: start, End: h}
+}
+
+// HistoryStart returns HistorySpan().Start: the first sequence a new member should replay.
+func (r *Ring) HistoryStart() uint64 { return r.HistorySpan().Start }

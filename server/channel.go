@@ -1,0 +1,203 @@
+package server
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/mles/mles/ring"
+)
+
+// memberKey identifies a session inside a channel for the duplicate rule
+// of SPEC 1.2: the same (uid, channel, auth) may be joined once.
+type memberKey struct{ uid, auth string }
+
+// channel is one Mles channel: its ring (traffic and history), its
+// subscribers grouped by owning event loop, and its member set.
+type channel struct {
+	name string
+	hid  string // hashed name for logs
+	ring *ring.Ring
+
+	// groups[i] holds the subscribers owned by loop i. A loop creates its
+	// own group and is the only writer of that group's member list.
+	groups []atomic.Pointer[group]
+
+	lastActive atomic.Int64 // unix nanoseconds of the last join, leave or publish
+
+	mu      sync.Mutex // guards members and dropped
+	members map[memberKey]*conn
+	dropped bool // removed from the registry by the idle sweep
+}
+
+// registry maps channel names to channels.
+type registry struct {
+	mu sync.Mutex
+	m  map[string]*channel
+}
+
+func (r *registry) len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.m)
+}
+
+// join adds c under key to the channel called name, creating the channel
+// if needed. With a live session under the same key it either refuses
+// (ok false) or, with replace, takes the key over and returns the old
+// session for the caller to close.
+func (r *registry) join(s *Server, name string, key memberKey, c *conn, now int64) (ch *channel, old *conn, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ch = r.m[name]
+	if ch == nil {
+		ch = &channel{
+			name:    name,
+			hid:     s.ids.id(name),
+			groups:  make([]atomic.Pointer[group], s.opts.Reactors),
+			members: make(map[memberKey]*conn),
+			ring: ring.New(ring.Config{
+				Size:     s.opts.RingSize,
+				History:  s.opts.History,
+				MaxBytes: s.opts.HistoryBytes,
+				Budget:   s.budget,
+			}),
+		}
+		r.m[name] = ch
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	old = ch.members[key]
+	if old != nil && !s.opts.ReplaceDuplicate {
+		return nil, nil, false
+	}
+	ch.members[key] = c
+	ch.lastActive.Store(now)
+	return ch, old, true
+}
+
+// leave removes c from its channel's member set unless another session
+// already took its key over.
+func (r *registry) leave(ch *channel, key memberKey, c *conn, now int64) {
+	ch.mu.Lock()
+	if ch.members[key] == c {
+		delete(ch.members, key)
+	}
+	ch.mu.Unlock()
+	ch.lastActive.Store(now)
+}
+
+// sweepIdle drops channels without members whose last activity is older
+// than cutoff, releasing their history.
+func (r *registry) sweepIdle(cutoff int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for name, ch := range r.m {
+		if ch.lastActive.Load() >= cutoff {
+			continue
+		}
+		ch.mu.Lock()
+		if len(ch.members) == 0 {
+			ch.dropped = true
+			delete(r.m, name)
+			ch.ring.Release()
+		}
+		ch.mu.Unlock()
+	}
+}
+
+// releaseAll drops every channel (after the event loops stopped).
+func (r *registry) releaseAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for name, ch := range r.m {
+		ch.ring.Release()
+		delete(r.m, name)
+	}
+}
+
+// group is the set of a channel's subscribers owned by one event loop. The
+// publisher marks it dirty and wakes its loop once per burst; the loop then
+// drains every subscriber with one write each.
+type group struct {
+	ch *channel
+	l  *loop
+
+	dirty atomic.Bool  // a drain is scheduled and has not started yet
+	n     atomic.Int32 // len(subs), readable from any loop
+
+	subs []*conn // owned by l
+	run  gnet.RunnableFunc
+}
+
+// groupFor returns loop l's group of ch, creating it. Only l calls it for
+// its own index, so a plain store suffices.
+func (ch *channel) groupFor(l *loop) *group {
+	if g := ch.groups[l.idx].Load(); g != nil {
+		return g
+	}
+	g := &group{ch: ch, l: l}
+	g.run = func(context.Context) error {
+		g.l.tick()
+		g.drain()
+		g.l.runPending()
+		return nil
+	}
+	ch.groups[l.idx].Store(g)
+	return g
+}
+
+func (g *group) add(c *conn) {
+	c.grp = g
+	c.grpIdx = len(g.subs)
+	g.subs = append(g.subs, c)
+	g.n.Store(int32(len(g.subs)))
+}
+
+func (g *group) remove(c *conn) {
+	i, last := c.grpIdx, len(g.subs)-1
+	g.subs[i] = g.subs[last]
+	g.subs[i].grpIdx = i
+	g.subs[last] = nil
+	g.subs = g.subs[:last]
+	g.n.Store(int32(len(g.subs)))
+	c.grp = nil
+}
+
+// drain delivers everything new in the ring to each subscriber of the group.
+// The dirty flag is cleared before reading, so a publish that lands during the
+// drain marks the group again and nothing is missed.
+func (g *group) drain() {
+	g.dirty.Store(false)
+	l := g.l
+	subs := append(l.subs[:0], g.subs...) // drains may close, and closing edits g.subs
+	for _, c := range subs {
+		c.drain()
+	}
+	clear(subs)
+	l.subs = subs[:0]
+}
+
+// publish stores m in the channel's ring and wakes every loop that has
+// subscribers. The publisher's own loop drains before its callback returns;
+// other loops get one Execute per burst, not one per subscriber.
+func (ch *channel) publish(m *ring.Message, from *loop) {
+	ch.ring.Publish(m)
+	ch.lastActive.Store(from.now)
+	if m.Join {
+		return // history only: drains pass over it, no need to wake anyone
+	}
+	for i := range ch.groups {
+		g := ch.groups[i].Load()
+		if g == nil || g.n.Load() == 0 || !g.dirty.CompareAndSwap(false, true) {
+			continue
+		}
+		if g.l == from {
+			from.pending = append(from.pending, g)
+		} else if err := g.l.el.Execute(context.Background(), g.run); err != nil {
+			g.dirty.Store(false) // engine stopping
+		}
+	}
+}

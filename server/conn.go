@@ -1,0 +1,620 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+
+	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/mles/mles/codec"
+	"github.com/mles/mles/ring"
+	"github.com/mles/mles/tlsbridge"
+)
+
+// connState is where a connection is in its life. Each state but closing
+// has a deadline or a liveness check (SPEC 1.1-1.3).
+type connState uint8
+
+const (
+	stHandshake connState = iota // TLS handshake in its goroutine
+	stUpgrade                    // reading the HTTP upgrade request
+	stHeader                     // waiting for the Mles header frame
+	stJoined                     // member of a channel
+	stClosing                    // close decided; waiting for gnet to close the socket
+)
+
+// headerFrameMax bounds the header frame before the join; it is far above
+// any valid header (two names of MaxUID/MaxChannel bytes and a token).
+const headerFrameMax = 64 << 10
+
+// batchMax bounds one subscriber's batch, so one huge backlog is written in
+// slices and rechecked against MaxPending between them.
+const batchMax = 256 << 10
+
+// iovMax stays below the kernel's IOV_MAX (1024).
+const iovMax = 512
+
+// errStop ends the plaintext callback once the connection is closing.
+var errStop = errors.New("server: connection closing")
+
+// conn is one client connection. Every field is owned by the event loop l,
+// which is the only goroutine that touches it after OnOpen.
+type conn struct {
+	s  *Server
+	l  *loop
+	gc gnet.Conn
+	id uint64 // unique per connection; ring messages carry it to skip echo
+
+	state    connState
+	deadline int64 // unix nanoseconds; the state's deadline (handshake, upgrade, header)
+	inHS     bool  // counted in Server.handshakes
+	dead     bool  // OnClose ran: gc must not be touched any more
+	reason   closeReason
+
+	tls *tlsbridge.Conn // nil in plain mode
+	up  *upgradeState   // only while reading the upgrade request
+	fr  codec.FrameReader
+
+	// Membership, set by join.
+	ch        *channel
+	key       memberKey
+	uidID     string // hashed uid for logs
+	grp       *group
+	grpIdx    int
+	cursor    uint64 // next ring sequence to deliver
+	replayEnd uint64 // sequences below are history: stored join frames are delivered
+	pausedAt  int64  // when the subscriber went above MaxPending; 0 when not paused
+	pings     int    // pings sent since the last inbound bytes
+	nextPing  int64
+}
+
+// upgradeState holds the request bytes received so far, which the
+// incremental parser rescans from where it stopped.
+type upgradeState struct {
+	p   codec.UpgradeParser
+	buf []byte
+}
+
+// OnOpen admits a connection, or refuses it when the server is draining or
+// full, and starts its TLS handshake.
+func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	n := s.conns.Add(1)
+	if s.draining.Load() || (s.opts.MaxConns > 0 && n > int64(s.opts.MaxConns)) {
+		s.conns.Add(-1)
+		s.log.Info("connection refused", "remote", gc.RemoteAddr().String(), "conns", n-1, "draining", s.draining.Load())
+		return nil, gnet.Close
+	}
+	l := s.loopFor(gc.EventLoop())
+	l.tick()
+	c := &conn{s: s, l: l, gc: gc, id: s.nextID.Add(1)}
+	c.deadline = l.now + int64(s.opts.HandshakeTimeout)
+	l.conns[c] = struct{}{}
+	gc.SetContext(c)
+	if s.opts.Plain {
+		c.state = stUpgrade
+		c.up = &upgradeState{}
+		return nil, gnet.None
+	}
+	c.state = stHandshake
+	c.inHS = true
+	s.handshakes.Add(1)
+	c.tls = tlsbridge.NewConn(tlsbridge.Config{
+		TLS:     s.opts.TLS,
+		Wake:    func() { _ = gc.Wake(nil) },
+		Sem:     s.hsSem,
+		Timeout: s.opts.HandshakeTimeout,
+	})
+	c.tls.Start()
+	return nil, gnet.None
+}
+
+// OnTraffic feeds the bytes that arrived (or, after a Wake from the
+// handshake goroutine, none) through TLS, HTTP and WebSocket parsing, then
+// flushes this connection and drains the groups its messages dirtied.
+func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
+	c, _ := gc.Context().(*conn)
+	if c == nil {
+		return gnet.Close
+	}
+	l := c.l
+	l.tick()
+	data, _ := gc.Next(-1) // valid until this callback returns
+	if c.state == stClosing {
+		return gnet.None
+	}
+	if len(data) > 0 && c.state == stJoined {
+		c.pings = 0
+	}
+	if c.tls != nil {
+		c.trafficTLS(data)
+	} else {
+		_ = c.onPlain(data)
+	}
+	c.flush()
+	l.runPending()
+	l.trimScratch()
+	return gnet.None
+}
+
+// trafficTLS drives the bridge: ciphertext goes to the handshake goroutine
+// until it is done, then is decrypted inline.
+func (c *conn) trafficTLS(data []byte) {
+	if c.state == stHandshake {
+		if len(data) > 0 {
+			c.tls.Feed(data)
+		}
+		switch c.tls.State() {
+		case tlsbridge.Handshaking:
+			return
+		case tlsbridge.Established:
+			c.endHandshake()
+			c.state = stUpgrade
+			c.up = &upgradeState{}
+			data = nil // already fed; ReadPlain picks up what the handshake left
+		default:
+			c.endHandshake()
+			c.handshakeFailed()
+			return
+		}
+	}
+	err := c.tls.ReadPlain(data, c.l.plain, c.onPlain)
+	if err == nil || errors.Is(err, errStop) || c.state == stClosing {
+		return
+	}
+	if errors.Is(err, io.EOF) {
+		c.closeWith(closeEOF)
+		return
+	}
+	c.s.log.Debug("tls read failed", "conn", c.id, "err", err)
+	c.closeWith(closeTLSError)
+}
+
+func (c *conn) endHandshake() {
+	if c.inHS {
+		c.inHS = false
+		c.s.handshakes.Add(-1)
+	}
+}
+
+func (c *conn) handshakeFailed() {
+	err := c.tls.HandshakeErr()
+	if tlsbridge.IsPlainHTTP(err) {
+		_, _ = c.gc.Write([]byte(tlsbridge.PlainHTTPResponse))
+	}
+	c.s.log.Info("tls handshake failed", "conn", c.id, "remote", c.gc.RemoteAddr().String(), "err", err)
+	c.closeWith(closeTLSError)
+}
+
+// onPlain consumes plaintext: first the upgrade request, then frames.
+func (c *conn) onPlain(p []byte) error {
+	for len(p) > 0 {
+		switch c.state {
+		case stUpgrade:
+			p = c.onUpgrade(p)
+		case stHeader, stJoined:
+			c.onFrames(p)
+			return nil
+		default:
+			return errStop
+		}
+	}
+	if c.state == stClosing {
+		return errStop
+	}
+	return nil
+}
+
+// onUpgrade adds p to the request and, once the header block is complete,
+// answers it. It returns the bytes after the header block: the first frame.
+func (c *conn) onUpgrade(p []byte) []byte {
+	u := c.up
+	u.buf = append(u.buf, p...)
+	n, err := u.p.Parse(u.buf)
+	if err != nil {
+		var he *codec.HandshakeError
+		if errors.As(err, &he) {
+			c.httpError(he.Status, he.Reason)
+		} else {
+			c.httpError(400, err.Error())
+		}
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	req := &u.p.Request
+	if !req.Upgrade {
+		c.httpError(404, "not found")
+		return nil
+	}
+	c.send(codec.AppendUpgradeResponse(c.l.out[:0], &req.Key))
+	c.state = stHeader
+	c.deadline = c.l.now + int64(c.s.opts.HeaderTimeout)
+	c.fr.MaxMessage = headerFrameMax
+	rest := u.buf[n:]
+	c.up = nil
+	return rest
+}
+
+func (c *conn) httpError(status int, reason string) {
+	c.s.log.Info("upgrade refused", "conn", c.id, "remote", c.gc.RemoteAddr().String(), "status", status, "reason", reason)
+	c.send(codec.AppendHTTPError(c.l.out[:0], status, reason))
+	c.closeWith(closeHTTP)
+}
+
+// onFrames parses frames out of p, which it consumes whole.
+func (c *conn) onFrames(p []byte) {
+	for len(p) > 0 && (c.state == stHeader || c.state == stJoined) {
+		ev, n, err := c.fr.Next(p)
+		p = p[n:]
+		if err != nil {
+			c.protocolError(err)
+			return
+		}
+		switch ev {
+		case codec.EventMessage:
+			c.onMessage()
+		case codec.EventPing:
+			c.send(codec.AppendFrame(c.l.out[:0], ws.OpPong, c.fr.Control()))
+		case codec.EventClose:
+			c.onClientClose()
+		}
+	}
+}
+
+func (c *conn) protocolError(err error) {
+	code := ws.StatusProtocolError
+	var pe *codec.ProtocolError
+	if errors.As(err, &pe) {
+		code = pe.Code
+	}
+	r := reasonForCode(code)
+	if c.state == stHeader && r == closeTooBig {
+		r, code = closeBadHeader, ws.StatusPolicyViolation
+	}
+	text := closeInfo[r].text
+	if pe != nil && pe.Reason != "" {
+		text = pe.Reason
+	}
+	c.s.log.Info("protocol error", "conn", c.id, "code", int(code), "err", err)
+	c.closeCode(r, code, text)
+}
+
+// onClientClose echoes the client's close code (RFC 6455 5.5.1) and closes
+// once the echo is flushed.
+func (c *conn) onClientClose() {
+	body := c.fr.Control()
+	if len(body) >= 2 {
+		code := ws.StatusCode(uint16(body[0])<<8 | uint16(body[1]))
+		c.closeCode(closeClient, code, "")
+		return
+	}
+	c.closeCode(closeClient, 0, "")
+	// Without a status code the echo is an empty close frame.
+}
+
+// onMessage handles a complete data message: the header frame before the
+// join, a message to publish after it.
+func (c *conn) onMessage() {
+	if c.state == stHeader {
+		c.onHeader()
+		return
+	}
+	frame := c.fr.TakeFrame()
+	c.ch.publish(&ring.Message{Frame: frame, From: c.id}, c.l)
+}
+
+func (c *conn) onHeader() {
+	s := c.s
+	op, payload := c.fr.Message()
+	if op != ws.OpText {
+		c.fr.ReleaseMessage()
+		c.refuse(closeBadHeader, "header frame must be text", nil)
+		return
+	}
+	h, err := codec.DecodeHeader(payload, codec.HeaderLimits{MaxUID: s.opts.MaxUID, MaxChannel: s.opts.MaxChannel})
+	c.fr.ReleaseMessage()
+	if err != nil {
+		c.refuse(closeBadHeader, err.Error(), err)
+		return
+	}
+	if err := codec.CheckAuth(h, s.opts.Key, s.opts.KeySet); err != nil {
+		c.refuse(closeAuth, "", err)
+		return
+	}
+	c.join(h)
+}
+
+// refuse closes a connection whose header frame was not accepted, at once
+// and with 1008 (SPEC 1.2).
+func (c *conn) refuse(r closeReason, text string, err error) {
+	if text == "" {
+		text = closeInfo[r].text
+	}
+	if len(text) > 100 {
+		text = text[:100]
+	}
+	c.s.log.Info("join refused", "conn", c.id, "reason", r.String(), "err", err)
+	c.closeCode(r, ws.StatusPolicyViolation, text)
+}
+
+// join makes c a member of the channel the header names: history first,
+// then its auth-stripped join frame into the history, then live traffic, all
+// on one cursor so that replay and live messages cannot interleave.
+func (c *conn) join(h codec.Header) {
+	s, l := c.s, c.l
+	key := memberKey{uid: h.UID, auth: h.Auth}
+	ch, old, ok := s.reg.join(s, h.Channel, key, c, l.now)
+	if !ok {
+		c.refuse(closeDuplicate, "", nil)
+		return
+	}
+	c.ch, c.key, c.uidID = ch, key, s.ids.id(h.UID)
+	c.state = stJoined
+	c.deadline = 0
+	c.fr.MaxMessage = s.opts.MaxMessage
+	c.pings = 0
+	c.nextPing = l.now + int64(s.opts.PingInterval)
+	s.members.Add(1)
+	if old != nil {
+		old.replacedBy(ch)
+	}
+
+	span := ch.ring.HistorySpan()
+	c.cursor, c.replayEnd = span.Start, span.End
+	ch.groupFor(l).add(c)
+	frame := codec.AppendJoinFrame(nil, h.UID, h.Channel)
+	ch.publish(&ring.Message{Frame: frame, From: c.id, Join: true}, l)
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("joined", "conn", c.id, "uid", c.uidID, "channel", ch.hid, "history", c.replayEnd-c.cursor)
+	}
+	c.drain()
+}
+
+// replacedBy closes an older session whose key a new one took over
+// (--replace-duplicate). It may run on any loop: the close happens on old's own.
+func (c *conn) replacedBy(ch *channel) {
+	_ = c.l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		if c.ch == ch && c.state == stJoined && !c.dead {
+			c.l.tick()
+			c.closeWith(closeReplaced)
+			c.l.runPending()
+		}
+		return nil
+	}))
+}
+
+// send writes a frame or response for this connection: through the TLS
+// bridge (flushed by flush) or straight to gnet.
+func (c *conn) send(p []byte) {
+	if c.dead {
+		return
+	}
+	if cap(p) > cap(c.l.out) {
+		c.l.out = p[:0] // keep the grown scratch
+	}
+	if c.tls != nil {
+		_, _ = c.tls.Write(p)
+		return
+	}
+	_, _ = c.gc.Write(p)
+}
+
+// flush hands pending TLS output to gnet in one write. gnet writes what
+// the socket takes and copies the rest, so the bridge's buffer is free after.
+func (c *conn) flush() {
+	if c.tls == nil || c.dead || c.tls.Pending() == 0 {
+		return
+	}
+	out := c.tls.PeekOutput()
+	_, _ = c.gc.Write(out)
+	if !c.dead {
+		c.tls.DiscardOutput(len(out))
+	}
+}
+
+// drain delivers the subscriber's backlog from its cursor to the ring head
+// in batches: one writev (plain) or one TLS write per batch.
+func (c *conn) drain() {
+	if c.state != stJoined || c.dead {
+		return
+	}
+	s, l, r := c.s, c.l, c.ch.ring
+	if c.gc.OutboundBuffered() > s.opts.MaxPending {
+		c.pause()
+		return
+	}
+	c.pausedAt = 0
+	head := r.Head()
+	iov, batch, size := l.iov[:0], l.batch[:0], 0
+	for c.cursor < head {
+		m, st := r.Read(c.cursor)
+		if st == ring.NotReady {
+			break // its publisher's wake brings this loop back
+		}
+		if st == ring.Lost && c.cursor < c.replayEnd {
+			// History shrank under byte pressure while replaying: skip
+			// to what is still there.
+			if t := r.Tail(); t > c.cursor {
+				c.cursor = t
+			} else {
+				c.cursor++
+			}
+			continue
+		}
+		if st == ring.Lost {
+			clear(iov)
+			c.slowConsumer("lapped by the ring")
+			return
+		}
+		seq := c.cursor
+		c.cursor++
+		if m.From == c.id || (m.Join && seq >= c.replayEnd) {
+			continue
+		}
+		if c.tls != nil {
+			batch = append(batch, m.Frame...)
+		} else {
+			iov = append(iov, m.Frame)
+		}
+		size += len(m.Frame)
+		if size < batchMax && len(iov) < iovMax {
+			continue
+		}
+		c.writeBatch(iov, batch)
+		clear(iov)
+		iov, batch, size = iov[:0], batch[:0], 0
+		if c.dead || c.state != stJoined {
+			break
+		}
+		if c.gc.OutboundBuffered() > s.opts.MaxPending {
+			c.pause()
+			break
+		}
+	}
+	if size > 0 {
+		c.writeBatch(iov, batch)
+		clear(iov)
+	}
+	l.iov, l.batch = iov[:0], batch[:0]
+}
+
+func (c *conn) writeBatch(iov [][]byte, batch []byte) {
+	if c.tls != nil {
+		_, _ = c.tls.Write(batch)
+		c.flush()
+		return
+	}
+	_, _ = c.gc.Writev(iov)
+}
+
+func (c *conn) pause() {
+	if c.pausedAt == 0 {
+		c.pausedAt = c.l.now
+	}
+}
+
+func (c *conn) slowConsumer(why string) {
+	c.s.slow.Add(1)
+	c.s.log.Info("slow consumer", "conn", c.id, "uid", c.uidID, "channel", c.ch.hid, "why", why)
+	c.closeWith(closeSlow)
+}
+
+// sweep runs once per tick on the loop: state deadlines, paused
+// subscribers, liveness pings.
+func (c *conn) sweep() {
+	now := c.l.now
+	switch c.state {
+	case stHandshake, stUpgrade:
+		if now >= c.deadline {
+			c.closeWith(closeHandshakeTimeout)
+		}
+	case stHeader:
+		if now >= c.deadline {
+			c.closeWith(closeHeaderTimeout)
+		}
+	case stJoined:
+		if c.pausedAt != 0 {
+			if now-c.pausedAt >= int64(c.s.opts.SlowGrace) {
+				c.slowConsumer("pending above max-pending past the grace period")
+				return
+			}
+			c.drain()
+		}
+		if now < c.nextPing {
+			return
+		}
+		if c.pings >= c.s.opts.PingMax {
+			c.closeWith(closePingTimeout)
+			return
+		}
+		c.pings++
+		c.nextPing = now + int64(c.s.opts.PingInterval)
+		c.send(codec.AppendFrame(c.l.out[:0], ws.OpPing, nil))
+		c.flush()
+	}
+}
+
+// closeWith closes the connection for reason r with r's close code.
+func (c *conn) closeWith(r closeReason) {
+	c.closeCode(r, closeInfo[r].code, closeInfo[r].text)
+}
+
+// closeCode leaves the channel at once, sends a close frame with code (if
+// the connection speaks WebSocket and code is not 0) and a TLS close_notify,
+// and asks gnet to close the socket after flushing. It runs once.
+func (c *conn) closeCode(r closeReason, code ws.StatusCode, text string) {
+	if c.state == stClosing || c.dead {
+		return
+	}
+	upgraded := c.state == stHeader || c.state == stJoined
+	established := c.state != stHandshake
+	c.state = stClosing
+	c.reason = r
+	c.leave()
+	if upgraded && (code != 0 || r == closeClient) {
+		if code == 0 {
+			c.send(codec.AppendFrameHeader(c.l.out[:0], ws.OpClose, 0))
+		} else {
+			c.send(codec.AppendClose(c.l.out[:0], code, text))
+		}
+	}
+	if c.tls != nil && established {
+		c.tls.CloseNotify()
+	}
+	c.flush()
+	if !c.dead {
+		_ = c.gc.Close()
+	}
+}
+
+// leave releases the channel membership, once.
+func (c *conn) leave() {
+	ch := c.ch
+	if ch == nil {
+		return
+	}
+	c.ch = nil
+	if c.grp != nil {
+		c.grp.remove(c)
+	}
+	c.s.reg.leave(ch, c.key, c, c.l.now)
+	c.s.members.Add(-1)
+	c.s.log.Debug("left", "conn", c.id, "uid", c.uidID, "channel", ch.hid, "reason", c.reason.String())
+}
+
+// OnClose releases everything the connection holds, exactly once, whatever
+// ended it.
+func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
+	c, _ := gc.Context().(*conn)
+	if c == nil {
+		return gnet.None
+	}
+	gc.SetContext(nil)
+	l := c.l
+	l.tick()
+	if c.state != stClosing {
+		c.reason = closeEOF
+		if err != nil {
+			c.reason = closeNetError
+		}
+		c.state = stClosing
+		c.leave()
+	}
+	c.dead = true
+	c.endHandshake()
+	if c.tls != nil {
+		c.tls.Close()
+	}
+	c.fr.Release()
+	c.up = nil
+	delete(l.conns, c)
+	s.conns.Add(-1)
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("closed", "conn", c.id, "reason", c.reason.String(), "err", err)
+	}
+	return gnet.None
+}

@@ -1,0 +1,96 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// loop is the server's state for one gnet event loop. Every field is owned by
+// that loop's goroutine, except idx and el, which are immutable.
+type loop struct {
+	s   *Server
+	idx int
+	el  gnet.EventLoop
+
+	conns   map[*conn]struct{}
+	pending []*group // dirty groups of this loop to drain before the callback returns
+	now     int64    // unix nanoseconds, refreshed at the start of each callback
+
+	// Scratch buffers reused by every connection of the loop; none survives
+	// a callback.
+	iov   [][]byte // frames of one subscriber's batch (plain mode writev)
+	batch []byte   // frames of one subscriber's batch (TLS mode, one tls.Conn.Write)
+	out   []byte   // ciphertext to flush, or a control frame to send
+	plain []byte   // plaintext out of the TLS bridge
+	subs  []*conn  // snapshot of a group's subscribers while draining it
+
+	sweepRun gnet.RunnableFunc
+}
+
+// scratchKeep is the capacity above which a scratch buffer is dropped after
+// use instead of kept, so that one huge message does not pin memory forever.
+const scratchKeep = 256 << 10
+
+func newLoop(s *Server, idx int, el gnet.EventLoop) *loop {
+	l := &loop{
+		s:     s,
+		idx:   idx,
+		el:    el,
+		conns: make(map[*conn]struct{}),
+		plain: make([]byte, 32<<10),
+	}
+	l.sweepRun = func(context.Context) error {
+		l.tick()
+		l.sweep()
+		l.runPending()
+		return nil
+	}
+	return l
+}
+
+func (l *loop) tick() { l.now = time.Now().UnixNano() }
+
+// runPending drains the groups marked dirty on this loop. Draining can
+// publish nothing, so the list cannot grow while it runs; it is still
+// written as a queue in case a drain closes a connection that marks one.
+func (l *loop) runPending() {
+	for len(l.pending) > 0 {
+		g := l.pending[0]
+		l.pending[0] = nil
+		l.pending = l.pending[1:]
+		g.drain()
+	}
+	l.pending = l.pending[:0]
+}
+
+// sweep enforces deadlines, liveness pings and slow-consumer grace for every
+// connection of the loop. It runs on the loop once per tick.
+func (l *loop) sweep() {
+	for c := range l.conns {
+		c.sweep()
+	}
+}
+
+// closeAll starts graceful shutdown of every connection of the loop.
+func (l *loop) closeAll() {
+	l.tick()
+	for c := range l.conns {
+		c.closeWith(closeShutdown)
+	}
+	l.runPending()
+}
+
+// trimScratch drops scratch buffers that grew past scratchKeep.
+func (l *loop) trimScratch() {
+	if cap(l.batch) > scratchKeep {
+		l.batch = nil
+	}
+	if cap(l.out) > scratchKeep {
+		l.out = nil
+	}
+	if cap(l.iov) > 4096 {
+		l.iov = nil
+	}
+}

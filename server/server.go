@@ -1,0 +1,256 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/panjf2000/gnet/v2/pkg/logging"
+	"golang.org/x/sys/unix"
+
+	"github.com/mles/mles/ring"
+)
+
+// Server is a Mles server: gnet event loops owning the sockets, a TLS bridge
+// per connection, and a registry of channels whose rings carry the traffic.
+//
+// All methods are safe for concurrent use. Everything a connection owns is
+// touched only on the event loop that owns the connection.
+type Server struct {
+	gnet.BuiltinEventEngine
+
+	opts Options
+	log  *slog.Logger
+	ids  idHasher
+
+	budget *ring.Budget
+	reg    registry
+	hsSem  chan struct{}
+
+	loopsMu sync.Mutex
+	loopIdx map[gnet.EventLoop]*loop
+	loops   atomic.Pointer[[]*loop] // copy-on-write list for the ticker
+
+	eng     gnet.Engine
+	addr    net.Addr
+	booted  chan struct{}
+	stopped chan struct{}
+	runErr  error
+
+	nextID     atomic.Uint64
+	conns      atomic.Int64
+	members    atomic.Int64
+	handshakes atomic.Int64
+	slow       atomic.Int64
+	draining   atomic.Bool
+
+	startOnce    sync.Once
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+var _ gnet.EventHandler = (*Server)(nil)
+
+// Stats is a snapshot of the server's counters.
+type Stats struct {
+	Conns         int64 // open connections, in any state
+	Members       int64 // joined channel memberships
+	Channels      int   // channels in the registry (history outlives members)
+	Handshakes    int64 // TLS handshakes in flight
+	SlowConsumers int64 // connections closed as slow consumers since start
+}
+
+// New validates opts and returns a Server that is not yet listening.
+func New(opts Options) (*Server, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		opts:    opts,
+		log:     opts.Logger,
+		ids:     newIDHasher(),
+		budget:  ring.NewBudget(opts.HistoryTotalBytes),
+		hsSem:   make(chan struct{}, opts.MaxHandshakes),
+		loopIdx: make(map[gnet.EventLoop]*loop),
+		booted:  make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	s.reg.m = make(map[string]*channel)
+	empty := []*loop{}
+	s.loops.Store(&empty)
+	return s, nil
+}
+
+// Start starts the event loops and returns once the server listens, or with
+// the error that kept it from listening.
+func (s *Server) Start() error {
+	err := errors.New("server: already started")
+	s.startOnce.Do(func() {
+		err = nil
+		go s.run()
+		select {
+		case <-s.booted:
+		case <-s.stopped:
+			err = s.runErr
+			if err == nil {
+				err = errors.New("server: stopped before listening")
+			}
+		}
+	})
+	return err
+}
+
+// Run starts the server and blocks until it stops.
+func (s *Server) Run() error {
+	if err := s.Start(); err != nil {
+		return err
+	}
+	<-s.stopped
+	return s.runErr
+}
+
+func (s *Server) run() {
+	defer close(s.stopped)
+	o := &s.opts
+	s.runErr = gnet.Run(s, "tcp://"+o.Addr,
+		gnet.WithMulticore(true),
+		gnet.WithNumEventLoop(o.Reactors),
+		gnet.WithReusePort(o.ReusePort),
+		gnet.WithReuseAddr(true),
+		gnet.WithLockOSThread(o.LockOSThread),
+		gnet.WithReadBufferCap(o.ReadBufferCap),
+		gnet.WithWriteBufferCap(o.WriteBufferCap),
+		gnet.WithLoadBalancing(gnet.LeastConnections),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithTicker(true),
+		gnet.WithLogLevel(logging.ErrorLevel),
+	)
+}
+
+// Addr returns the address the server listens on, with port 0 resolved. It
+// is nil before Start returns.
+func (s *Server) Addr() net.Addr { return s.addr }
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Conns:         s.conns.Load(),
+		Members:       s.members.Load(),
+		Channels:      s.reg.len(),
+		Handshakes:    s.handshakes.Load(),
+		SlowConsumers: s.slow.Load(),
+	}
+}
+
+// Shutdown refuses new connections, closes every WebSocket with 1001 "server
+// shutdown", waits for the connections to go (at most DrainTimeout, or until
+// ctx ends) and stops the event loops. It is idempotent.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() {
+		select {
+		case <-s.booted:
+		case <-s.stopped:
+			return
+		}
+		s.draining.Store(true)
+		s.log.Info("shutting down", "conns", s.conns.Load())
+		for _, l := range *s.loops.Load() {
+			_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+				l.closeAll()
+				return nil
+			}))
+		}
+		dctx, cancel := context.WithTimeout(ctx, s.opts.DrainTimeout)
+		defer cancel()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+	wait:
+		for s.conns.Load() > 0 {
+			select {
+			case <-dctx.Done():
+				break wait
+			case <-tick.C:
+			}
+		}
+		sctx, cancel2 := context.WithTimeout(context.Background(), s.opts.DrainTimeout)
+		defer cancel2()
+		if err := s.eng.Stop(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			s.shutdownErr = err
+		}
+		<-s.stopped
+		s.reg.releaseAll()
+	})
+	return s.shutdownErr
+}
+
+// OnBoot records the engine and the resolved listen address.
+func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
+	s.eng = eng
+	s.addr = s.listenAddr()
+	s.log.Warn("listening", "addr", s.addr.String(), "tls", !s.opts.Plain, "reactors", s.opts.Reactors)
+	close(s.booted)
+	return gnet.None
+}
+
+// listenAddr asks the kernel which address the listener got, so that port 0
+// in tests resolves to the real port.
+func (s *Server) listenAddr() net.Addr {
+	fallback, _ := net.ResolveTCPAddr("tcp", s.opts.Addr)
+	fd, err := s.eng.Dup()
+	if err != nil {
+		return fallback
+	}
+	defer unix.Close(fd)
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return fallback
+	}
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
+	case *unix.SockaddrInet6:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
+	}
+	return fallback
+}
+
+// OnTick runs on gnet's ticker goroutine: it asks every loop to sweep its
+// connections (deadlines, liveness, paused subscribers) and drops channels
+// idle past ChannelIdle.
+func (s *Server) OnTick() (time.Duration, gnet.Action) {
+	for _, l := range *s.loops.Load() {
+		_ = l.el.Execute(context.Background(), l.sweepRun)
+	}
+	s.reg.sweepIdle(time.Now().Add(-s.opts.ChannelIdle).UnixNano())
+	return s.opts.TickInterval, gnet.None
+}
+
+// loopFor returns the state of the event loop el, creating it on first use.
+func (s *Server) loopFor(el gnet.EventLoop) *loop {
+	s.loopsMu.Lock()
+	defer s.loopsMu.Unlock()
+	if l, ok := s.loopIdx[el]; ok {
+		return l
+	}
+	l := newLoop(s, len(s.loopIdx), el)
+	s.loopIdx[el] = l
+	next := append(append([]*loop(nil), *s.loops.Load()...), l)
+	s.loops.Store(&next)
+	return l
+}
+
+// String describes the server for logs.
+func (s *Server) String() string {
+	mode := "tls"
+	if s.opts.Plain {
+		mode = "plain"
+	}
+	return fmt.Sprintf("mles(%s %s)", mode, strings.TrimSpace(s.opts.Addr))
+}
