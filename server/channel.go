@@ -27,9 +27,8 @@ type channel struct {
 
 	lastActive atomic.Int64 // unix nanoseconds of the last join, leave or publish
 
-	mu      sync.Mutex // guards members and dropped
+	mu      sync.Mutex // guards members
 	members map[memberKey]*conn
-	dropped bool // removed from the registry by the idle sweep
 }
 
 // registry maps channel names to channels.
@@ -100,7 +99,6 @@ func (r *registry) sweepIdle(cutoff int64) {
 		}
 		ch.mu.Lock()
 		if len(ch.members) == 0 {
-			ch.dropped = true
 			delete(r.m, name)
 			ch.ring.Release()
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
+	"github.com/valyala/bytebufferpool"
 
 	"github.com/mles/mles/codec"
 	"github.com/mles/mles/ring"
@@ -33,9 +34,6 @@ const headerFrameMax = 64 << 10
 // batchMax bounds one subscriber's batch, so one huge backlog is written in
 // slices and rechecked against MaxPending between them.
 const batchMax = 256 << 10
-
-// iovMax stays below the kernel's IOV_MAX (1024).
-const iovMax = 512
 
 // errStop ends the plaintext callback once the connection is closing.
 var errStop = errors.New("server: connection closing")
@@ -72,10 +70,23 @@ type conn struct {
 }
 
 // upgradeState holds the request bytes received so far, which the
-// incremental parser rescans from where it stopped.
+// incremental parser rescans from where it stopped. The buffer comes from
+// bytebufferpool and goes back once the upgrade is answered.
 type upgradeState struct {
 	p   codec.UpgradeParser
-	buf []byte
+	buf *bytebufferpool.ByteBuffer
+}
+
+func newUpgradeState() *upgradeState {
+	return &upgradeState{buf: bytebufferpool.Get()}
+}
+
+// releaseUpgrade returns the request buffer to the pool, once.
+func (c *conn) releaseUpgrade() {
+	if c.up != nil {
+		bytebufferpool.Put(c.up.buf)
+		c.up = nil
+	}
 }
 
 // OnOpen admits a connection, or refuses it when the server is draining or
@@ -95,7 +106,7 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	gc.SetContext(c)
 	if s.opts.Plain {
 		c.state = stUpgrade
-		c.up = &upgradeState{}
+		c.up = newUpgradeState()
 		return nil, gnet.None
 	}
 	c.state = stHandshake
@@ -152,7 +163,7 @@ func (c *conn) trafficTLS(data []byte) {
 		case tlsbridge.Established:
 			c.endHandshake()
 			c.state = stUpgrade
-			c.up = &upgradeState{}
+			c.up = newUpgradeState()
 			data = nil // already fed; ReadPlain picks up what the handshake left
 		default:
 			c.endHandshake()
@@ -208,11 +219,12 @@ func (c *conn) onPlain(p []byte) error {
 }
 
 // onUpgrade adds p to the request and, once the header block is complete,
-// answers it. It returns the bytes after the header block: the first frame.
+// answers it and parses the bytes after the header block as frames: they
+// are the first frame, sent in the same write as the request.
 func (c *conn) onUpgrade(p []byte) []byte {
 	u := c.up
-	u.buf = append(u.buf, p...)
-	n, err := u.p.Parse(u.buf)
+	_, _ = u.buf.Write(p)
+	n, err := u.p.Parse(u.buf.B)
 	if err != nil {
 		var he *codec.HandshakeError
 		if errors.As(err, &he) {
@@ -234,9 +246,9 @@ func (c *conn) onUpgrade(p []byte) []byte {
 	c.state = stHeader
 	c.deadline = c.l.now + int64(c.s.opts.HeaderTimeout)
 	c.fr.MaxMessage = headerFrameMax
-	rest := u.buf[n:]
-	c.up = nil
-	return rest
+	c.onFrames(u.buf.B[n:])
+	c.releaseUpgrade()
+	return nil
 }
 
 func (c *conn) httpError(status int, reason string) {
@@ -417,7 +429,14 @@ func (c *conn) flush() {
 }
 
 // drain delivers the subscriber's backlog from its cursor to the ring head
-// in batches: one writev (plain) or one TLS write per batch.
+// with one write per batch: small frames are copied into the loop's batch
+// buffer and written with one write (plain) or one tls.Conn.Write (TLS);
+// a large frame goes out on its own without a copy.
+//
+// Why a copy and not writev: x/sys/unix.Writev, which gnet calls, allocates
+// its iovec array on every call (and again as it grows past 8 entries). For
+// frames below copyMax a memmove into a reused buffer is cheaper than that
+// allocation and keeps delivery allocation-free.
 func (c *conn) drain() {
 	if c.state != stJoined || c.dead {
 		return
@@ -429,7 +448,7 @@ func (c *conn) drain() {
 	}
 	c.pausedAt = 0
 	head := r.Head()
-	iov, batch, size := l.iov[:0], l.batch[:0], 0
+	batch := l.batch[:0]
 	for c.cursor < head {
 		m, st := r.Read(c.cursor)
 		if st == ring.NotReady {
@@ -446,7 +465,7 @@ func (c *conn) drain() {
 			continue
 		}
 		if st == ring.Lost {
-			clear(iov)
+			l.batch = batch[:0]
 			c.slowConsumer("lapped by the ring")
 			return
 		}
@@ -455,18 +474,19 @@ func (c *conn) drain() {
 		if m.From == c.id || (m.Join && seq >= c.replayEnd) {
 			continue
 		}
-		if c.tls != nil {
+		if len(m.Frame) < copyMax {
 			batch = append(batch, m.Frame...)
-		} else {
-			iov = append(iov, m.Frame)
+			if len(batch) < batchMax {
+				continue
+			}
 		}
-		size += len(m.Frame)
-		if size < batchMax && len(iov) < iovMax {
-			continue
+		if len(batch) > 0 {
+			c.writeOut(batch)
+			batch = batch[:0]
 		}
-		c.writeBatch(iov, batch)
-		clear(iov)
-		iov, batch, size = iov[:0], batch[:0], 0
+		if len(m.Frame) >= copyMax {
+			c.writeOut(m.Frame)
+		}
 		if c.dead || c.state != stJoined {
 			break
 		}
@@ -475,20 +495,26 @@ func (c *conn) drain() {
 			break
 		}
 	}
-	if size > 0 {
-		c.writeBatch(iov, batch)
-		clear(iov)
+	if len(batch) > 0 {
+		c.writeOut(batch)
 	}
-	l.iov, l.batch = iov[:0], batch[:0]
+	l.batch = batch[:0]
 }
 
-func (c *conn) writeBatch(iov [][]byte, batch []byte) {
+// copyMax is the frame size from which drain writes a frame on its own
+// instead of copying it into the batch.
+const copyMax = 8 << 10
+
+// writeOut writes frames to the subscriber: encrypted and flushed in TLS
+// mode, straight to gnet (which copies only what the socket did not take)
+// in plain mode.
+func (c *conn) writeOut(p []byte) {
 	if c.tls != nil {
-		_, _ = c.tls.Write(batch)
+		_, _ = c.tls.Write(p)
 		c.flush()
 		return
 	}
-	_, _ = c.gc.Writev(iov)
+	_, _ = c.gc.Write(p)
 }
 
 func (c *conn) pause() {
@@ -610,7 +636,7 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 		c.tls.Close()
 	}
 	c.fr.Release()
-	c.up = nil
+	c.releaseUpgrade()
 	delete(l.conns, c)
 	s.conns.Add(-1)
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {

@@ -20,11 +20,10 @@ type loop struct {
 
 	// Scratch buffers reused by every connection of the loop; none survives
 	// a callback.
-	iov   [][]byte // frames of one subscriber's batch (plain mode writev)
-	batch []byte   // frames of one subscriber's batch (TLS mode, one tls.Conn.Write)
-	out   []byte   // ciphertext to flush, or a control frame to send
-	plain []byte   // plaintext out of the TLS bridge
-	subs  []*conn  // snapshot of a group's subscribers while draining it
+	batch []byte  // frames of one subscriber's batch, written at once
+	out   []byte  // a response or control frame to send
+	plain []byte  // plaintext out of the TLS bridge
+	subs  []*conn // snapshot of a group's subscribers while draining it
 
 	sweepRun gnet.RunnableFunc
 }
@@ -89,8 +88,5 @@ func (l *loop) trimScratch() {
 	}
 	if cap(l.out) > scratchKeep {
 		l.out = nil
-	}
-	if cap(l.iov) > 4096 {
-		l.iov = nil
 	}
 }

@@ -38,6 +38,8 @@ type Server struct {
 	loopIdx map[gnet.EventLoop]*loop
 	loops   atomic.Pointer[[]*loop] // copy-on-write list for the ticker
 
+	lastIdleSweep time.Time // owned by the ticker goroutine (OnTick)
+
 	eng     gnet.Engine
 	addr    net.Addr
 	booted  chan struct{}
@@ -130,7 +132,8 @@ func (s *Server) run() {
 		gnet.WithLoadBalancing(gnet.LeastConnections),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithTicker(true),
-		gnet.WithLogLevel(logging.ErrorLevel),
+		gnet.WithLogger(gnetLogger{s.log}),
+		gnet.WithLogLevel(logging.DebugLevel), // filtered by s.log's own level
 	)
 }
 
@@ -228,7 +231,13 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 	for _, l := range *s.loops.Load() {
 		_ = l.el.Execute(context.Background(), l.sweepRun)
 	}
-	s.reg.sweepIdle(time.Now().Add(-s.opts.ChannelIdle).UnixNano())
+	// Dropping idle channels walks the whole registry under its lock, so it
+	// runs at most once a minute (more often only for short test idles).
+	now := time.Now()
+	if now.Sub(s.lastIdleSweep) >= min(time.Minute, s.opts.ChannelIdle/2) {
+		s.lastIdleSweep = now
+		s.reg.sweepIdle(now.Add(-s.opts.ChannelIdle).UnixNano())
+	}
 	return s.opts.TickInterval, gnet.None
 }
 
