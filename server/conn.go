@@ -328,7 +328,10 @@ func (c *conn) onHeader() {
 		return
 	}
 	h, err := codec.DecodeHeader(payload, codec.HeaderLimits{MaxUID: s.opts.MaxUID, MaxChannel: s.opts.MaxChannel})
-	c.fr.ReleaseMessage()
+	// The header does not point into the reader's buffer, and most members
+	// stay quiet for long: free the buffer now rather than keep it per
+	// connection (a message sent later gets a fresh one, handed to the ring).
+	c.fr.Release()
 	if err != nil {
 		c.refuse(closeBadHeader, err.Error(), err)
 		return
@@ -543,6 +546,9 @@ func (c *conn) sweep() {
 			c.closeWith(closeHeaderTimeout)
 		}
 	case stJoined:
+		if c.tls != nil {
+			c.tls.Shrink() // an idle member keeps no empty bridge buffers
+		}
 		if c.pausedAt != 0 {
 			if now-c.pausedAt >= int64(c.s.opts.SlowGrace) {
 				c.slowConsumer("pending above max-pending past the grace period")
