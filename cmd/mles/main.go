@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -42,6 +43,7 @@ type flags struct {
 	tlsKey    string
 	logLevel  string
 	logFormat string
+	cpuProf   string
 	opts      server.Options
 }
 
@@ -79,6 +81,7 @@ func parse(args []string) (*flags, *pflag.FlagSet, error) {
 	fs.BoolVar(&o.ReplaceDuplicate, "replace-duplicate", false, "a new session with the same (uid, channel, auth) replaces the old one instead of being refused")
 	fs.StringVar(&f.logLevel, "log-level", "", "error, warn, info, debug or trace (default: RUST_LOG, else warn)")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&f.cpuProf, "cpuprofile", "", "write a Go CPU profile to this file until shutdown (for benchmarks)")
 	if err := fs.Parse(args); err != nil {
 		return nil, fs, err
 	}
@@ -196,6 +199,19 @@ func run(args []string) error {
 	srv, err := server.New(*o)
 	if err != nil {
 		return err
+	}
+	if f.cpuProf != "" {
+		pf, err := os.Create(f.cpuProf)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			_ = pf.Close()
+		}()
 	}
 	if err := srv.Start(); err != nil {
 		return err

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// Scenario names, as given to -scenario.
+const (
+	ScenarioFanout  = "fanout"
+	ScenarioChat    = "chat"
+	ScenarioIdle    = "idle"
+	ScenarioConnect = "connect"
+	ScenarioHistory = "history"
+	ScenarioSlow    = "slow"
+)
+
+// Readers, as given to -reader.
+const (
+	ReaderEpoll     = "epoll"
+	ReaderGoroutine = "goroutine"
+)
+
+// Options is one run's configuration; main only turns flags into it and
+// validate fills the scenario-dependent defaults.
+type Options struct {
+	URL      string        // server URL; ws:// or wss:// picks plain or TLS
+	Scenario string        // one of the Scenario constants
+	Mode     Mode          // protocol; default mles
+	Label    string        // server name in the results (default: mode)
+	Duration time.Duration // measured window; default 10s
+	Warmup   time.Duration // traffic before the window, not counted; default 3s
+	Drain    time.Duration // wait after the window for late messages; default 5s
+	Payload  int           // payload bytes (at least 39); default 64
+	Dialers  int           // concurrent dialers; default 64
+	Insecure bool          // skip TLS certificate verification
+	// TLSCurves is "x25519" (default: the classic handshake, cheap for the
+	// generator) or "default" (Go's defaults, which include X25519MLKEM768).
+	TLSCurves string
+	ServerPID int    // server process for CPU and RSS; 0: not measured
+	Out       string // JSON lines file to append to; empty: stdout
+
+	// Reader is how members read: "goroutine" (default, one per connection) or "epoll" (one goroutine, one
+	// read per ready socket; plain ws:// only, TLS always uses goroutines).
+	// Measured equal on one core; epoll is kept for experiments.
+	Reader string
+
+	Members  int     // members per channel, publisher included; fanout 1000, chat 10, idle 10
+	Rate     float64 // msg/s per publisher; fanout 1000, chat 10, history 10 (live, during joins)
+	Channels int     // chat channels; default 100
+	Slow     int     // members that stop reading (slow scenario); default 1
+	Conns    int     // idle connections; default 15000
+	Stored   int     // history messages published before the joins; default 100
+	Joiners  int     // history joiners; default 50
+	JoinPar  int     // history joiners in flight; default 8
+
+	target *target
+	run    uint16          // random run id, in every payload, uid and channel
+	marker [markerLen]byte // "~LG" + run
+}
+
+func (o *Options) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.URL, "url", "", "server URL, ws://host:port/path or wss://...")
+	fs.StringVar(&o.Scenario, "scenario", "", "fanout, chat, idle, connect, history or slow")
+	fs.StringVar((*string)(&o.Mode), "mode", string(ModeMles), "protocol: mles, centrifugo or rawtls (connect only)")
+	fs.StringVar(&o.Label, "label", "", "server name in the results (default: the mode)")
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measured window")
+	fs.DurationVar(&o.Warmup, "warmup", 3*time.Second, "traffic before the window, not counted")
+	fs.DurationVar(&o.Drain, "drain", 5*time.Second, "wait after the window for late messages (they count as lost after it)")
+	fs.IntVar(&o.Payload, "payload", 64, "payload bytes (at least 39)")
+	fs.IntVar(&o.Dialers, "dialers", 64, "concurrent dialers")
+	fs.BoolVar(&o.Insecure, "insecure", false, "skip TLS certificate verification")
+	fs.StringVar(&o.TLSCurves, "tls-curves", "x25519", "TLS key exchange offered: x25519 or default (Go's, with X25519MLKEM768)")
+	fs.IntVar(&o.ServerPID, "server-pid", 0, "server PID, for CPU time and RSS from /proc")
+	fs.StringVar(&o.Out, "out", "", "append one JSON object per run to this file (default: stdout)")
+	fs.StringVar(&o.Reader, "reader", ReaderGoroutine, "member reads: epoll (one goroutine, plain ws only) or goroutine (one per connection; always with TLS)")
+	fs.IntVar(&o.Members, "members", 0, "members per channel incl. the publisher (default fanout/slow 1000, chat 10, idle 10)")
+	fs.Float64Var(&o.Rate, "rate", 0, "msg/s per publisher (default fanout/slow 1000, chat 10, history 10 live during the joins; 0 there: none)")
+	fs.IntVar(&o.Channels, "channels", 100, "chat: channels")
+	fs.IntVar(&o.Slow, "slow", 1, "slow: members that stop reading after joining")
+	fs.IntVar(&o.Conns, "conns", 15000, "idle: connections to join")
+	fs.IntVar(&o.Stored, "stored", 100, "history: messages stored before the joins")
+	fs.IntVar(&o.Joiners, "joiners", 50, "history: joiners")
+	fs.IntVar(&o.JoinPar, "join-concurrency", 8, "history: joiners in flight")
+}
+
+// validate checks the options and fills scenario defaults; set holds the
+// names of flags given on the command line.
+func (o *Options) validate(set map[string]bool) error {
+	if o.URL == "" {
+		return errors.New("-url is required")
+	}
+	if o.Label == "" {
+		o.Label = string(o.Mode)
+	}
+	switch o.Mode {
+	case ModeMles, ModeCentrifugo:
+	case ModeRawTLS:
+		if o.Scenario != ScenarioConnect {
+			return errors.New("-mode rawtls is for -scenario connect only")
+		}
+	default:
+		return fmt.Errorf("-mode %q: want mles, centrifugo or rawtls", o.Mode)
+	}
+	defMembers, defRate := 0, 0.0
+	switch o.Scenario {
+	case ScenarioFanout, ScenarioSlow:
+		defMembers, defRate = 1000, 1000
+		if o.Scenario == ScenarioFanout && !set["slow"] {
+			o.Slow = 0
+		}
+	case ScenarioChat:
+		defMembers, defRate = 10, 10
+	case ScenarioIdle:
+		defMembers = 10
+	case ScenarioConnect:
+	case ScenarioHistory:
+		defRate = 10
+	default:
+		return fmt.Errorf("-scenario %q: want fanout, chat, idle, connect, history or slow", o.Scenario)
+	}
+	if !set["members"] {
+		o.Members = defMembers
+	}
+	if !set["rate"] {
+		o.Rate = defRate
+	}
+	if o.Scenario != ScenarioChat {
+		o.Channels = 0
+	}
+	if o.Scenario != ScenarioSlow && o.Scenario != ScenarioFanout {
+		o.Slow = 0
+	}
+	if o.Reader != ReaderEpoll && o.Reader != ReaderGoroutine {
+		return fmt.Errorf("-reader %q: want epoll or goroutine", o.Reader)
+	}
+	if o.Payload < minPayload {
+		o.Payload = minPayload
+	}
+	if o.Dialers < 1 || o.Duration <= 0 || o.Warmup < 0 || o.Drain < 0 {
+		return errors.New("-dialers and -duration must be positive, -warmup and -drain not negative")
+	}
+	switch o.Scenario {
+	case ScenarioFanout, ScenarioSlow, ScenarioChat:
+		if o.Members < 2 || o.Rate <= 0 {
+			return errors.New("-members must be at least 2 and -rate positive")
+		}
+		if o.Slow >= o.Members-1 {
+			return errors.New("-slow must leave at least one healthy receiver")
+		}
+		if o.Scenario == ScenarioChat && o.Channels < 1 {
+			return errors.New("-channels must be at least 1")
+		}
+	case ScenarioIdle:
+		if o.Conns < 1 || o.Members < 1 {
+			return errors.New("-conns and -members must be positive")
+		}
+	case ScenarioHistory:
+		if o.Stored < 1 || o.Joiners < 1 || o.JoinPar < 1 {
+			return errors.New("-stored, -joiners and -join-concurrency must be positive")
+		}
+	}
+	t, err := parseTarget(o.URL, o.Insecure, o.TLSCurves)
+	if err != nil {
+		return err
+	}
+	if o.Mode == ModeRawTLS && !t.tls {
+		return errors.New("-mode rawtls needs a wss:// (or https://) URL")
+	}
+	o.target = t
+	o.run = uint16(rand.Uint32())
+	o.marker = newMarker(o.run)
+	return nil
+}
+
+// name returns a per-run name for uids and channels: runs never share a
+// channel's history and never collide with a previous run's stale sessions.
+func (o *Options) name(kind string, i int) string {
+	return fmt.Sprintf("%s-%04x-%d", kind, o.run, i)
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+)
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat; it is
+// 100 on every Linux this runs on.
+const clockTicks = 100
+
+// selfCPU returns this process's user+system CPU time in seconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+	return tv(ru.Utime) + tv(ru.Stime)
+}
+
+// procCPU returns utime+stime of pid in seconds, or -1 when pid is 0 or gone.
+func procCPU(pid int) float64 {
+	if pid <= 0 {
+		return -1
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	// The command name (field 2) may contain spaces: fields count from the
+	// last ')'. utime and stime are fields 14 and 15.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return -1
+	}
+	f := bytes.Fields(b[i+1:])
+	if len(f) < 13 {
+		return -1
+	}
+	ut, _ := strconv.ParseFloat(string(f[11]), 64)
+	st, _ := strconv.ParseFloat(string(f[12]), 64)
+	return (ut + st) / clockTicks
+}
+
+// kbField returns the "Name:   N kB" value of a /proc status-like file in bytes.
+func kbField(path, name string) int64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return -1
+	}
+	for line := range bytes.SplitSeq(b, []byte("\n")) {
+		rest, ok := bytes.CutPrefix(line, []byte(name+":"))
+		if !ok {
+			continue
+		}
+		f := bytes.Fields(rest)
+		if len(f) == 0 {
+			return -1
+		}
+		v, err := strconv.ParseInt(string(f[0]), 10, 64)
+		if err != nil {
+			return -1
+		}
+		return v * 1024
+	}
+	return -1
+}
+
+// procRSS returns the resident set of pid in bytes, or -1.
+func procRSS(pid int) int64 {
+	if pid <= 0 {
+		return -1
+	}
+	return kbField(fmt.Sprintf("/proc/%d/status", pid), "VmRSS")
+}
+
+// slabBytes returns the kernel's slab memory (/proc/meminfo Slab) in bytes:
+// socket structures and buffers of both ends of every loopback connection.
+func slabBytes() int64 { return kbField("/proc/meminfo", "Slab") }
+
+// cpuSample is a point-in-time CPU reading of both processes.
+type cpuSample struct{ self, server float64 }
+
+func sampleCPU(pid int) cpuSample { return cpuSample{self: selfCPU(), server: procCPU(pid)} }

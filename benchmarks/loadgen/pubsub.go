@@ -1,0 +1,332 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// readBufSize is each member's read buffer: large, so one read takes a whole
+// burst the server coalesced.
+const readBufSize = 64 << 10
+
+// receiver is one member's receive-side accounting. It is owned by the
+// member's reader goroutine; inWindow is also read (atomically) by the drain
+// loop, the rest only after the reader has exited.
+type receiver struct {
+	inWindow atomic.Int64
+	_        [56]byte // keep the hot counter off its neighbours' cache lines
+
+	self             int   // own publisher id, whose echoes are ignored
+	base             int   // publisher id of the channel's member 0
+	winStart, winEnd int64 // measured window, clock ns
+	last             []int64
+	total            int64
+	outOfOrder, gaps int64
+	hist             histogram
+	code             int // close status if the server closed us
+	err              error
+}
+
+func newReceiver(self, base, members int, winStart, winEnd int64) *receiver {
+	r := &receiver{self: self, base: base, winStart: winStart, winEnd: winEnd, last: make([]int64, members)}
+	for i := range r.last {
+		r.last[i] = -1
+	}
+	return r
+}
+
+func (r *receiver) onMsg(m message, now int64) {
+	if m.pub == r.self {
+		return
+	}
+	if i := m.pub - r.base; i >= 0 && i < len(r.last) {
+		s, l := int64(m.seq), r.last[i]
+		switch {
+		case l < 0 || s == l+1:
+		case s <= l:
+			r.outOfOrder++
+		default:
+			r.gaps += s - l - 1
+		}
+		if s > l {
+			r.last[i] = s
+		}
+	}
+	r.total++
+	if m.intended >= r.winStart && m.intended < r.winEnd {
+		r.inWindow.Add(1)
+		r.hist.record((now - m.intended) / 1000)
+	}
+}
+
+// publisher sends one member's open-loop schedule.
+type publisher struct {
+	s               *session
+	id              int
+	sent, scheduled int64
+	err             error
+}
+
+// run sends message k at intended time t0 + phase + k/rate for every k whose
+// intended time is before winEnd. It never waits for the server: when behind
+// it sends at once, still stamping the intended time, so the delay shows up
+// as latency. Messages it could not write by hardEnd are never sent (and so
+// count as lost).
+func (p *publisher) run(clk clock, payloadSize int, rate float64, t0, winStart, winEnd, hardEnd int64) {
+	interval := float64(time.Second) / rate
+	phase := rand.Float64() * interval
+	for k := 0; ; k++ {
+		t := t0 + int64(phase+float64(k)*interval)
+		if t >= winEnd {
+			break
+		}
+		if t >= winStart {
+			p.scheduled++
+		}
+	}
+	p.s.nc.SetWriteDeadline(clk.base.Add(time.Duration(hardEnd)))
+	payload := initPayload(p.s.marker, payloadSize)
+	for k := 0; ; k++ {
+		t := t0 + int64(phase+float64(k)*interval)
+		if t >= winEnd {
+			return
+		}
+		if d := t - clk.now(); d > 0 {
+			time.Sleep(time.Duration(d))
+		}
+		fillPayload(payload, p.id, uint64(k), t)
+		if err := p.s.publish(payload); err != nil {
+			p.err = err
+			return
+		}
+		if t >= winStart {
+			p.sent++
+		}
+	}
+}
+
+// runPubSub runs fanout, slow and chat: channels of members that each join
+// with one connection; publishers at a fixed rate; everyone else receives.
+func runPubSub(ctx context.Context, o *Options) (*Result, error) {
+	nch := 1
+	if o.Scenario == ScenarioChat {
+		nch = o.Channels
+	}
+	members := o.Members
+	total := nch * members
+	res := newResult(o)
+	clk := clock{base: time.Now()}
+
+	sessions := make([]*session, total)
+	_, err := dialAll(ctx, o.Dialers, total, true, func(ctx context.Context, i int) error {
+		ch := o.name(o.Scenario, i/members)
+		s, err := openSession(ctx, o, o.name("u", i), ch, readBufSize, false)
+		if err != nil {
+			return fmt.Errorf("member %d: %w", i, err)
+		}
+		if o.Mode == ModeCentrifugo {
+			if err := s.awaitSubscribed(clk, nil); err != nil {
+				s.Close()
+				return fmt.Errorf("member %d: %w", i, err)
+			}
+		}
+		sessions[i] = s
+		return nil
+	})
+	closeAll := func() {
+		for _, s := range sessions {
+			if s != nil {
+				s.Close()
+			}
+		}
+	}
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+
+	isPublisher := func(i int) bool { return o.Scenario == ScenarioChat || i == 0 }
+	isSlow := func(i int) bool { return i >= 1 && i <= o.Slow } // channel 0 only (fanout/slow)
+	receiversPerChannel := members - 1 - o.Slow
+
+	// The schedule starts after a short pause that lets the last joins land.
+	t0 := clk.now() + int64(200*time.Millisecond)
+	winStart := t0 + int64(o.Warmup)
+	winEnd := winStart + int64(o.Duration)
+	hardEnd := winEnd + int64(o.Drain)
+
+	var (
+		stopping atomic.Bool
+		rwg      sync.WaitGroup
+		recv     []*receiver
+		ep       *epollReader
+	)
+	useEpoll := o.Reader == ReaderEpoll && !o.target.tls
+	if useEpoll {
+		if ep, err = newEpollReader(); err != nil {
+			closeAll()
+			return nil, err
+		}
+	}
+	for i, s := range sessions {
+		if isSlow(i) {
+			continue
+		}
+		r := newReceiver(i, i/members*members, members, winStart, winEnd)
+		recv = append(recv, r)
+		ended := func(code int, err error) {
+			if !stopping.Load() {
+				r.code, r.err = code, err
+			}
+		}
+		if useEpoll {
+			if err := ep.add(s, r.onMsg, ended); err != nil {
+				closeAll()
+				return nil, err
+			}
+			continue
+		}
+		rwg.Add(1)
+		go func() {
+			defer rwg.Done()
+			ended(s.readLoop(clk, r.onMsg))
+		}()
+	}
+	if useEpoll {
+		rwg.Add(1)
+		go func() {
+			defer rwg.Done()
+			ep.run(clk, &stopping)
+		}()
+	}
+
+	var pwg sync.WaitGroup
+	var pubs []*publisher
+	for i, s := range sessions {
+		if !isPublisher(i) {
+			continue
+		}
+		p := &publisher{s: s, id: i}
+		pubs = append(pubs, p)
+		pwg.Add(1)
+		go func() {
+			defer pwg.Done()
+			p.run(clk, o.Payload, o.Rate, t0, winStart, winEnd, hardEnd)
+		}()
+	}
+
+	sleepUntil(ctx, clk, winStart)
+	a := sampleCPU(o.ServerPID)
+	sleepUntil(ctx, clk, winEnd)
+	b := sampleCPU(o.ServerPID)
+	res.setCPU(a, b, o.Duration.Seconds())
+	pwg.Wait()
+
+	for _, p := range pubs {
+		res.Sent += p.sent
+		res.Scheduled += p.scheduled
+		if p.err != nil {
+			res.addError(fmt.Errorf("publisher %d: %w", p.id, p.err))
+		}
+	}
+	res.Expected = res.Scheduled * int64(receiversPerChannel)
+	// Drain: wait for late messages until all expected arrived or hardEnd.
+	for clk.now() < hardEnd && ctx.Err() == nil {
+		var got int64
+		for _, r := range recv {
+			got += r.inWindow.Load()
+		}
+		if got >= res.Expected {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	if o.Slow > 0 {
+		n := 0
+		for i := 1; i <= o.Slow; i++ {
+			if closedByServer(sessions[i]) {
+				n++
+			}
+		}
+		res.SlowClosed = &n
+	}
+	res.finish(o) // RSS while everyone is still connected
+	stopping.Store(true)
+	if useEpoll {
+		rwg.Wait() // the epoll reader must be out before the fds are closed
+	}
+	closeAll()
+	rwg.Wait()
+
+	var h histogram
+	for _, r := range recv {
+		h.merge(&r.hist)
+		res.Delivered += r.inWindow.Load()
+		res.OutOfOrder += r.outOfOrder
+		res.Gaps += r.gaps
+		if r.code != 0 || (r.err != nil && !errors.Is(r.err, net.ErrClosed)) {
+			res.ServerClosed++
+			if res.CloseCodes == nil {
+				res.CloseCodes = map[string]int{}
+			}
+			key := strconv.Itoa(r.code)
+			if r.code == 0 {
+				key = "no close frame"
+				res.addError(r.err)
+			}
+			res.CloseCodes[key]++
+		}
+	}
+	// A slow member does not read: it does not count in expected, delivered
+	// or latency ("healthy receivers only").
+	res.setLatency(&h)
+	res.finish(o)
+	if res.Sent < res.Scheduled {
+		res.Notes = append(res.Notes, fmt.Sprintf("publishers wrote only %d of %d scheduled messages before the drain deadline", res.Sent, res.Scheduled))
+	}
+	return res, ctx.Err()
+}
+
+// closedByServer drains a member that stopped reading and reports whether the
+// server had closed it (close frame or end of stream) by now.
+func closedByServer(s *session) bool {
+	s.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	defer s.nc.SetReadDeadline(time.Time{})
+	for {
+		for {
+			op, _, _, ok := s.fr.next()
+			if !ok {
+				break
+			}
+			if op == opClose {
+				return true
+			}
+		}
+		if err := s.fr.fill(s.nc); err != nil {
+			var ne interface{ Timeout() bool }
+			return !(errors.As(err, &ne) && ne.Timeout())
+		}
+	}
+}
+
+// sleepUntil sleeps until clock time t or ctx ends.
+func sleepUntil(ctx context.Context, clk clock, t int64) {
+	d := time.Duration(t - clk.now())
+	if d <= 0 {
+		return
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+	case <-ctx.Done():
+	}
+}

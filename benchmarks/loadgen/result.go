@@ -1,0 +1,226 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// Params are the inputs that make runs comparable: the report groups runs by
+// scenario, Params and label. Fields that do not apply are omitted.
+type Params struct {
+	Members   int     `json:"members,omitempty"`
+	Channels  int     `json:"channels,omitempty"`
+	Rate      float64 `json:"rate,omitempty"`
+	Payload   int     `json:"payload,omitempty"`
+	DurationS float64 `json:"duration_s"`
+	WarmupS   float64 `json:"warmup_s,omitempty"`
+	Dialers   int     `json:"dialers,omitempty"`
+	Slow      int     `json:"slow,omitempty"`
+	Conns     int     `json:"conns,omitempty"`
+	Stored    int     `json:"stored,omitempty"`
+	Joiners   int     `json:"joiners,omitempty"`
+	TLS       bool    `json:"tls,omitempty"`
+}
+
+// Result is one run, one JSON line. Latencies are milliseconds; counts cover
+// only messages whose intended send time lies inside the measured window.
+type Result struct {
+	Time     string `json:"time"`
+	Label    string `json:"label"`
+	Scenario string `json:"scenario"`
+	Mode     string `json:"mode"`
+	URL      string `json:"url"`
+	Params   Params `json:"params"`
+
+	WindowS       float64 `json:"window_s"`
+	Sent          int64   `json:"sent"`      // messages written whose intended time is in the window
+	Scheduled     int64   `json:"scheduled"` // messages the open-loop schedule put in the window
+	Expected      int64   `json:"expected"`  // scheduled x receivers of the channel
+	Delivered     int64   `json:"delivered"`
+	DeliveredPerS float64 `json:"delivered_per_s"`
+	DeliveryRatio float64 `json:"delivery_ratio"`
+	P50Ms         float64 `json:"p50_ms"`
+	P90Ms         float64 `json:"p90_ms"`
+	P99Ms         float64 `json:"p99_ms"`
+	P999Ms        float64 `json:"p999_ms"`
+	MaxMs         float64 `json:"max_ms"`
+	Samples       uint64  `json:"samples"` // values in the latency histogram
+
+	ClientCPUS             float64 `json:"client_cpu_s"`
+	ServerCPUS             float64 `json:"server_cpu_s"` // -1: no -server-pid
+	ServerCPUUsPerDelivery float64 `json:"server_cpu_us_per_delivery"`
+	ClientBound            bool    `json:"client_bound"`
+	ServerRSSBeforeBytes   int64   `json:"server_rss_before_bytes"`
+	ServerRSSAfterBytes    int64   `json:"server_rss_after_bytes"`
+
+	// Anomalies the server should never produce.
+	OutOfOrder   int64          `json:"out_of_order"` // a sequence number at or below one already seen (duplicate or reorder)
+	Gaps         int64          `json:"gaps"`         // sequence numbers skipped between two received
+	ServerClosed int            `json:"server_closed"`
+	CloseCodes   map[string]int `json:"close_codes,omitempty"`
+	Errors       int            `json:"errors"`
+	FirstError   string         `json:"first_error,omitempty"`
+
+	// Scenario-specific.
+	SlowClosed         *int     `json:"slow_closed,omitempty"` // slow members the server had closed by the end
+	JoinRate           float64  `json:"join_rate,omitempty"`   // idle: joins/s
+	JoinFailed         int      `json:"join_failed,omitempty"`
+	Conns              int      `json:"conns,omitempty"`
+	ConnsAlive         int      `json:"conns_alive,omitempty"`
+	RSSPerConnBytes    float64  `json:"rss_per_conn_bytes,omitempty"`
+	KernelPerConnBytes float64  `json:"kernel_per_conn_bytes,omitempty"` // Slab delta / conns, both loopback ends
+	KernelPerConnNote  string   `json:"kernel_per_conn_note,omitempty"`
+	ConnectsPerS       float64  `json:"connects_per_s,omitempty"`
+	ServerCPUUsPerConn float64  `json:"server_cpu_us_per_connect,omitempty"`
+	Connects           int64    `json:"connects,omitempty"`
+	ConnectErrors      int64    `json:"connect_errors,omitempty"`
+	HistoryOK          *bool    `json:"history_ok,omitempty"`
+	HistoryReached     int      `json:"history_reached,omitempty"`  // joiners that got every message stored before they dialed
+	HistoryComplete    int      `json:"history_complete,omitempty"` // joiners whose history started at sequence 0
+	HistoryMsgsMin     int      `json:"history_msgs_min,omitempty"`
+	HistoryMsgsMedian  float64  `json:"history_msgs_median,omitempty"`
+	Notes              []string `json:"notes,omitempty"`
+}
+
+func newResult(o *Options) *Result {
+	r := &Result{
+		Time:     time.Now().UTC().Format(time.RFC3339),
+		Label:    o.Label,
+		Scenario: o.Scenario,
+		Mode:     string(o.Mode),
+		URL:      o.URL,
+		Params: Params{
+			Members:   o.Members,
+			Channels:  o.Channels,
+			Rate:      o.Rate,
+			Payload:   o.Payload,
+			DurationS: o.Duration.Seconds(),
+			WarmupS:   o.Warmup.Seconds(),
+			Dialers:   o.Dialers,
+			Slow:      o.Slow,
+			TLS:       o.target.tls,
+		},
+		ServerCPUS:           -1,
+		ServerRSSBeforeBytes: procRSS(o.ServerPID),
+	}
+	switch o.Scenario {
+	case ScenarioIdle:
+		r.Params.Conns = o.Conns
+		r.Params.Rate, r.Params.Payload, r.Params.WarmupS = 0, 0, 0
+	case ScenarioConnect:
+		r.Params.Members, r.Params.Rate, r.Params.Payload = 0, 0, 0
+	case ScenarioHistory:
+		r.Params.Stored, r.Params.Joiners = o.Stored, o.Joiners
+		r.Params.WarmupS = 0
+	}
+	return r
+}
+
+// setLatency fills the percentiles from h (microseconds).
+func (r *Result) setLatency(h *histogram) {
+	ms := func(us uint64) float64 { return float64(us) / 1000 }
+	r.Samples = h.total
+	r.P50Ms = ms(h.quantile(0.50))
+	r.P90Ms = ms(h.quantile(0.90))
+	r.P99Ms = ms(h.quantile(0.99))
+	r.P999Ms = ms(h.quantile(0.999))
+	r.MaxMs = ms(h.max)
+}
+
+// setCPU fills CPU figures from samples at the window's edges.
+func (r *Result) setCPU(a, b cpuSample, window float64) {
+	r.WindowS = window
+	r.ClientCPUS = b.self - a.self
+	r.ClientBound = window > 0 && r.ClientCPUS > 0.9*window
+	if a.server >= 0 && b.server >= 0 {
+		r.ServerCPUS = b.server - a.server
+	}
+}
+
+// finish derives rates and ratios once counts are in.
+func (r *Result) finish(o *Options) {
+	if r.WindowS > 0 {
+		r.DeliveredPerS = float64(r.Delivered) / r.WindowS
+	}
+	if r.Expected > 0 {
+		r.DeliveryRatio = float64(r.Delivered) / float64(r.Expected)
+	}
+	if r.ServerCPUS >= 0 && r.Delivered > 0 {
+		r.ServerCPUUsPerDelivery = r.ServerCPUS * 1e6 / float64(r.Delivered)
+	}
+	r.ServerRSSAfterBytes = procRSS(o.ServerPID)
+}
+
+func (r *Result) addError(err error) {
+	r.Errors++
+	if r.FirstError == "" {
+		r.FirstError = err.Error()
+	}
+}
+
+func (r *Result) write(path string) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	if path == "" {
+		_, err = os.Stdout.Write(b)
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// summary is the one-line human report for stderr.
+func (r *Result) summary() string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%s %s:", r.Label, r.Scenario)
+	switch r.Scenario {
+	case ScenarioIdle:
+		fmt.Fprintf(&sb, " %d/%d joined at %.0f/s, %d alive; server RSS %.0f B/conn, kernel slab %.0f B/conn",
+			r.Conns-r.JoinFailed, r.Conns, r.JoinRate, r.ConnsAlive, r.RSSPerConnBytes, r.KernelPerConnBytes)
+	case ScenarioConnect:
+		fmt.Fprintf(&sb, " %.0f connects/s (%d errors), p50 %.2f ms p99 %.2f ms, server %.0f us/connect", r.ConnectsPerS, r.ConnectErrors, r.P50Ms, r.P99Ms, r.ServerCPUUsPerConn)
+	case ScenarioHistory:
+		ok := r.HistoryOK != nil && *r.HistoryOK
+		fmt.Fprintf(&sb, " ok=%v reached %d/%d, complete %d, msgs min %d; replay p50 %.2f p99 %.2f max %.2f ms",
+			ok, r.HistoryReached, r.Params.Joiners, r.HistoryComplete, r.HistoryMsgsMin, r.P50Ms, r.P99Ms, r.MaxMs)
+	default:
+		fmt.Fprintf(&sb, " %.0f delivered/s, %d/%d (%.4f); p50 %.2f p90 %.2f p99 %.2f p99.9 %.2f max %.2f ms",
+			r.DeliveredPerS, r.Delivered, r.Expected, r.DeliveryRatio, r.P50Ms, r.P90Ms, r.P99Ms, r.P999Ms, r.MaxMs)
+	}
+	fmt.Fprintf(&sb, "; cpu client %.2fs", r.ClientCPUS)
+	if r.ServerCPUS >= 0 {
+		fmt.Fprintf(&sb, " server %.2fs", r.ServerCPUS)
+		if r.ServerCPUUsPerDelivery > 0 {
+			fmt.Fprintf(&sb, " (%.2f us/delivery)", r.ServerCPUUsPerDelivery)
+		}
+	}
+	if r.ClientBound {
+		sb.WriteString(" CLIENT-BOUND")
+	}
+	if r.OutOfOrder+r.Gaps > 0 {
+		fmt.Fprintf(&sb, "; ANOMALIES out_of_order=%d gaps=%d", r.OutOfOrder, r.Gaps)
+	}
+	if r.ServerClosed > 0 {
+		fmt.Fprintf(&sb, "; server closed %d %v", r.ServerClosed, r.CloseCodes)
+	}
+	if r.Errors > 0 {
+		fmt.Fprintf(&sb, "; %d errors (%s)", r.Errors, r.FirstError)
+	}
+	if r.SlowClosed != nil {
+		fmt.Fprintf(&sb, "; slow closed %d", *r.SlowClosed)
+	}
+	return sb.String()
+}

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+)
+
+// run is the subset of a loadgen result the report reads; raw keeps every
+// numeric field for the medians.
+type run struct {
+	Label    string          `json:"label"`
+	Scenario string          `json:"scenario"`
+	Params   json.RawMessage `json:"params"`
+	raw      map[string]any
+}
+
+// group is the repetitions of one (scenario, params, label).
+type group struct {
+	Scenario string
+	Params   string // canonical JSON
+	P        map[string]any
+	Label    string
+	Runs     []map[string]any
+}
+
+// median returns the median of a numeric field over the repetitions; ok is
+// false when no repetition has it.
+func (g *group) median(field string) (float64, bool) {
+	var v []float64
+	for _, r := range g.Runs {
+		if x, ok := r[field].(float64); ok {
+			v = append(v, x)
+		}
+	}
+	if len(v) == 0 {
+		return 0, false
+	}
+	sort.Float64s(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2], true
+	}
+	return (v[n/2-1] + v[n/2]) / 2, true
+}
+
+// all reports whether a boolean field is true in every repetition.
+func (g *group) all(field string) (bool, bool) {
+	seen := false
+	for _, r := range g.Runs {
+		b, ok := r[field].(bool)
+		if !ok {
+			continue
+		}
+		seen = true
+		if !b {
+			return false, true
+		}
+	}
+	return seen, seen
+}
+
+// any reports whether a boolean field is true in some repetition.
+func (g *group) any(field string) bool {
+	for _, r := range g.Runs {
+		if b, ok := r[field].(bool); ok && b {
+			return true
+		}
+	}
+	return false
+}
+
+func (g *group) param(name string) float64 {
+	x, _ := g.P[name].(float64)
+	return x
+}
+
+// load reads every file and groups the runs, in first-seen order.
+func load(files []string) ([]*group, error) {
+	var groups []*group
+	index := map[string]*group{}
+	for _, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 1<<20), 16<<20)
+		for line := 1; sc.Scan(); line++ {
+			if len(sc.Bytes()) == 0 {
+				continue
+			}
+			var r run
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+				f.Close()
+				return nil, fmt.Errorf("%s:%d: %w", name, line, err)
+			}
+			if err := json.Unmarshal(sc.Bytes(), &r.raw); err != nil {
+				f.Close()
+				return nil, fmt.Errorf("%s:%d: %w", name, line, err)
+			}
+			var p map[string]any
+			json.Unmarshal(r.Params, &p)
+			canon, _ := json.Marshal(p) // map keys sorted: canonical
+			key := r.Scenario + "\x00" + string(canon) + "\x00" + r.Label
+			g := index[key]
+			if g == nil {
+				g = &group{Scenario: r.Scenario, Params: string(canon), P: p, Label: r.Label}
+				index[key] = g
+				groups = append(groups, g)
+			}
+			g.Runs = append(g.Runs, r.raw)
+		}
+		err = sc.Err()
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return groups, nil
+}
+
+// labels returns the labels in groups, ours ("mles") first, then sorted.
+func labels(groups []*group) []string {
+	var ls []string
+	for _, g := range groups {
+		if !slices.Contains(ls, g.Label) {
+			ls = append(ls, g.Label)
+		}
+	}
+	sort.Slice(ls, func(i, j int) bool {
+		if (ls[i] == ours) != (ls[j] == ours) {
+			return ls[i] == ours
+		}
+		return ls[i] < ls[j]
+	})
+	return ls
+}

@@ -1,0 +1,302 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+)
+
+// ours is the label of our server's runs.
+const ours = "mles"
+
+// column is one metric in a scenario table.
+type column struct {
+	field, head, format string
+	// ratio: shown as ours/peer in the ratio table (a headline metric).
+	ratio bool
+	// lower: lower is better (latency, CPU, memory); for reading the ratio.
+	lower bool
+}
+
+// scenarioOrder is the order of sections; unknown scenarios follow.
+var scenarioOrder = []string{"fanout", "slow", "chat", "idle", "connect", "history"}
+
+var scenarioTitle = map[string]string{
+	"fanout":  "Fan-out: 1 channel, 1 publisher",
+	"slow":    "Slow consumer: fan-out with members that stop reading (healthy receivers only)",
+	"chat":    "Chat: every member publishes in its channel",
+	"idle":    "Idle joined connections",
+	"connect": "Connect + join rate",
+	"history": "History replay on join",
+}
+
+var pubsubColumns = []column{
+	{"delivered_per_s", "delivered/s", "%.0f", true, false},
+	{"delivery_ratio", "delivered/expected", "%.4f", false, false},
+	{"p50_ms", "p50 ms", "%.2f", false, true},
+	{"p99_ms", "p99 ms", "%.2f", true, true},
+	{"p999_ms", "p99.9 ms", "%.2f", false, true},
+	{"max_ms", "max ms", "%.2f", false, true},
+	{"server_cpu_us_per_delivery", "server cpu-us/delivery", "%.2f", true, true},
+}
+
+var columns = map[string][]column{
+	"fanout": pubsubColumns,
+	"slow":   pubsubColumns,
+	"chat":   pubsubColumns,
+	"idle": {
+		{"join_rate", "joins/s", "%.0f", false, false},
+		{"rss_per_conn_bytes", "server RSS B/conn", "%.0f", true, true},
+		{"kernel_per_conn_bytes", "kernel slab B/conn (both ends)", "%.0f", false, true},
+		{"conns_alive", "alive", "%.0f", false, false},
+	},
+	"connect": {
+		{"connects_per_s", "connects/s", "%.0f", true, false},
+		{"p50_ms", "p50 ms", "%.2f", false, true},
+		{"p99_ms", "p99 ms", "%.2f", false, true},
+		{"server_cpu_us_per_connect", "server cpu-us/connect", "%.0f", false, true},
+	},
+	"history": {
+		{"p50_ms", "replay p50 ms", "%.2f", false, true},
+		{"p99_ms", "replay p99 ms", "%.2f", true, true},
+		{"max_ms", "replay max ms", "%.2f", false, true},
+		{"delivery_ratio", "history delivered/expected", "%.4f", false, false},
+		{"history_msgs_min", "min msgs replayed", "%.0f", false, false},
+	},
+}
+
+// paramKeys are the parameters that name a configuration in the tables.
+var paramKeys = []string{"members", "channels", "rate", "slow", "conns", "stored", "joiners", "tls", "payload"}
+
+func paramDesc(g *group) string {
+	var parts []string
+	for _, k := range paramKeys {
+		switch v := g.P[k].(type) {
+		case float64:
+			if k == "payload" && v == 64 {
+				continue
+			}
+			parts = append(parts, fmt.Sprintf("%s=%g", k, v))
+		case bool:
+			if v {
+				parts = append(parts, k)
+			}
+		}
+	}
+	if g.Scenario == "connect" {
+		if m, _ := g.Runs[0]["mode"].(string); m == "rawtls" {
+			parts = append(parts, "raw TLS handshake")
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+func cell(g *group, c column) string {
+	v, ok := g.median(c.field)
+	if !ok {
+		return "-"
+	}
+	return fmt.Sprintf(c.format, v)
+}
+
+// writeMarkdown renders the report.
+func writeMarkdown(sb *strings.Builder, groups []*group, files []string) {
+	sb.WriteString("# Benchmark results\n\n")
+	fmt.Fprintf(sb, "Medians over repetitions from %s. Ratios are ours (`%s`) / peer: above 1 is better for rates, below 1 for latency, CPU and memory. "+
+		"A configuration marked * had a client-bound repetition (the generator used > 0.9 of its core).\n\n",
+		strings.Join(files, ", "), ours)
+
+	byScenario := map[string][]*group{}
+	var extra []string
+	for _, g := range groups {
+		if _, ok := columns[g.Scenario]; !ok && byScenario[g.Scenario] == nil {
+			extra = append(extra, g.Scenario)
+		}
+		byScenario[g.Scenario] = append(byScenario[g.Scenario], g)
+	}
+	for _, sc := range append(append([]string{}, scenarioOrder...), extra...) {
+		gs := byScenario[sc]
+		if len(gs) == 0 {
+			continue
+		}
+		cols := columns[sc]
+		if cols == nil {
+			cols = pubsubColumns
+		}
+		sortGroups(gs)
+		title := scenarioTitle[sc]
+		if title == "" {
+			title = sc
+		}
+		fmt.Fprintf(sb, "## %s\n\n", title)
+		sb.WriteString("| configuration | server | runs |")
+		for _, c := range cols {
+			fmt.Fprintf(sb, " %s |", c.head)
+		}
+		if sc == "history" {
+			sb.WriteString(" order/loss ok |")
+		}
+		sb.WriteString("\n|---|---|---|")
+		for range cols {
+			sb.WriteString("---|")
+		}
+		if sc == "history" {
+			sb.WriteString("---|")
+		}
+		sb.WriteString("\n")
+		for _, g := range gs {
+			mark := ""
+			if g.any("client_bound") {
+				mark = "*"
+			}
+			fmt.Fprintf(sb, "| %s | %s%s | %d |", paramDesc(g), g.Label, mark, len(g.Runs))
+			for _, c := range cols {
+				fmt.Fprintf(sb, " %s |", cell(g, c))
+			}
+			if sc == "history" {
+				ok, seen := g.all("history_ok")
+				switch {
+				case !seen:
+					sb.WriteString(" - |")
+				case ok:
+					sb.WriteString(" yes |")
+				default:
+					sb.WriteString(" **NO** |")
+				}
+			}
+			sb.WriteString("\n")
+		}
+		sb.WriteString("\n")
+		writeRatios(sb, gs, cols)
+		if sc == "fanout" {
+			writeCapacity(sb, gs)
+		}
+	}
+}
+
+// sortGroups orders by configuration (numeric parameters), ours first.
+func sortGroups(gs []*group) {
+	sort.SliceStable(gs, func(i, j int) bool {
+		a, b := gs[i], gs[j]
+		for _, k := range paramKeys {
+			x, y := a.param(k), b.param(k)
+			if x != y {
+				return x < y
+			}
+		}
+		if a.Params != b.Params {
+			return a.Params < b.Params
+		}
+		if (a.Label == ours) != (b.Label == ours) {
+			return a.Label == ours
+		}
+		return a.Label < b.Label
+	})
+}
+
+// writeRatios writes ours/peer for the headline metrics of each configuration.
+func writeRatios(sb *strings.Builder, gs []*group, cols []column) {
+	var head []column
+	for _, c := range cols {
+		if c.ratio {
+			head = append(head, c)
+		}
+	}
+	oursBy := map[string]*group{}
+	for _, g := range gs {
+		if g.Label == ours {
+			oursBy[g.Params] = g
+		}
+	}
+	var rows []string
+	for _, g := range gs {
+		o := oursBy[g.Params]
+		if g.Label == ours || o == nil {
+			continue
+		}
+		row := fmt.Sprintf("| %s | %s |", paramDesc(g), g.Label)
+		for _, c := range head {
+			a, ok1 := o.median(c.field)
+			b, ok2 := g.median(c.field)
+			if !ok1 || !ok2 || b == 0 {
+				row += " - |"
+				continue
+			}
+			row += fmt.Sprintf(" %.2f |", a/b)
+		}
+		rows = append(rows, row)
+	}
+	if len(rows) == 0 {
+		return
+	}
+	sb.WriteString("Ratio ours/peer:\n\n| configuration | peer |")
+	for _, c := range head {
+		fmt.Fprintf(sb, " %s |", c.head)
+	}
+	sb.WriteString("\n|---|---|")
+	for range head {
+		sb.WriteString("---|")
+	}
+	sb.WriteString("\n")
+	for _, r := range rows {
+		sb.WriteString(r + "\n")
+	}
+	sb.WriteString("\n")
+}
+
+// Fan-out capacity: the highest offered rate a server sustains.
+const (
+	capacityRatio = 0.999
+	capacityP99Ms = 100.0
+)
+
+// capacity returns, per label, the highest rate (msg/s) whose medians meet
+// the delivery and p99 bounds (members of the largest fan-out seen only).
+func capacity(gs []*group) (map[string]float64, float64) {
+	members := 0.0
+	for _, g := range gs {
+		if g.param("slow") == 0 {
+			members = math.Max(members, g.param("members"))
+		}
+	}
+	best := map[string]float64{}
+	for _, g := range gs {
+		if g.param("members") != members || g.param("slow") != 0 {
+			continue
+		}
+		if _, ok := best[g.Label]; !ok {
+			best[g.Label] = 0
+		}
+		ratio, ok1 := g.median("delivery_ratio")
+		p99, ok2 := g.median("p99_ms")
+		if ok1 && ok2 && ratio >= capacityRatio && p99 < capacityP99Ms {
+			best[g.Label] = math.Max(best[g.Label], g.param("rate"))
+		}
+	}
+	return best, members
+}
+
+func writeCapacity(sb *strings.Builder, gs []*group) {
+	best, members := capacity(gs)
+	if len(best) == 0 {
+		return
+	}
+	fmt.Fprintf(sb, "Highest publish rate with >= %.1f%% delivered and p99 < %.0f ms (%g members; 0: none of the rates tried):\n\n",
+		capacityRatio*100, capacityP99Ms, members)
+	sb.WriteString("| server | msg/s | deliveries/s | ours/peer |\n|---|---|---|---|\n")
+	for _, l := range labels(gs) {
+		r, ok := best[l]
+		if !ok {
+			continue
+		}
+		ratio := "-"
+		if l != ours && r > 0 {
+			if o, ok := best[ours]; ok {
+				ratio = fmt.Sprintf("%.2f", o/r)
+			}
+		}
+		fmt.Fprintf(sb, "| %s | %g | %.0f | %s |\n", l, r, r*(members-1), ratio)
+	}
+	sb.WriteString("\n")
+}
