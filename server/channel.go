@@ -193,7 +193,7 @@ func (ch *channel) publish(m *ring.Message, from *loop) {
 			continue
 		}
 		if g.l == from {
-			from.pending = append(from.pending, g)
+			from.schedule(g)
 		} else if err := g.l.el.Execute(context.Background(), g.run); err != nil {
 			g.dirty.Store(false) // engine stopping
 		}

@@ -145,7 +145,6 @@ func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
 		_ = c.onPlain(data)
 	}
 	c.flush()
-	l.runPending()
 	l.trimScratch()
 	return gnet.None
 }

@@ -26,6 +26,8 @@ type loop struct {
 	subs  []*conn // snapshot of a group's subscribers while draining it
 
 	sweepRun gnet.RunnableFunc
+	flushRun gnet.RunnableFunc
+	flushing bool // flushRun is queued on the loop and has not run yet
 }
 
 // scratchKeep is the capacity above which a scratch buffer is dropped after
@@ -40,6 +42,12 @@ func newLoop(s *Server, idx int, el gnet.EventLoop) *loop {
 		conns: make(map[*conn]struct{}),
 		plain: make([]byte, 32<<10),
 	}
+	l.flushRun = func(context.Context) error {
+		l.flushing = false
+		l.tick()
+		l.runPending()
+		return nil
+	}
 	l.sweepRun = func(context.Context) error {
 		l.tick()
 		l.sweep()
@@ -50,6 +58,21 @@ func newLoop(s *Server, idx int, el gnet.EventLoop) *loop {
 }
 
 func (l *loop) tick() { l.now = time.Now().UnixNano() }
+
+// schedule queues g for draining on this loop. The drain runs as a task
+// after the socket events of the current poll round, so that every message
+// read in the round (from any publisher on this loop) reaches a subscriber
+// in one write: under load, rounds grow and writes per message shrink.
+func (l *loop) schedule(g *group) {
+	l.pending = append(l.pending, g)
+	if !l.flushing {
+		l.flushing = true
+		if err := l.el.Execute(context.Background(), l.flushRun); err != nil {
+			l.flushing = false
+			l.runPending() // engine stopping: drain now
+		}
+	}
+}
 
 // runPending drains the groups marked dirty on this loop. Draining can
 // publish nothing, so the list cannot grow while it runs; it is still
