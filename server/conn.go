@@ -123,8 +123,9 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 }
 
 // OnTraffic feeds the bytes that arrived (or, after a Wake from the
-// handshake goroutine, none) through TLS, HTTP and WebSocket parsing, then
-// flushes this connection and drains the groups its messages dirtied.
+// handshake goroutine, none) through TLS, HTTP and WebSocket parsing and
+// flushes this connection. Messages it published are delivered by the
+// loop's flush task after the poll round (loop.schedule).
 func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
 	c, _ := gc.Context().(*conn)
 	if c == nil {
@@ -154,7 +155,14 @@ func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
 func (c *conn) trafficTLS(data []byte) {
 	if c.state == stHandshake {
 		if len(data) > 0 {
-			c.tls.Feed(data)
+			if err := c.tls.Feed(data); err != nil {
+				// More ciphertext than any handshake needs (tlsbridge
+				// MaxBuffered): garbage or abuse.
+				c.s.log.Info("tls handshake input refused", "conn", c.id, "err", err)
+				c.endHandshake()
+				c.closeWith(closeTLSError)
+				return
+			}
 		}
 		switch c.tls.State() {
 		case tlsbridge.Handshaking:
