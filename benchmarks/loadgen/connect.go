@@ -35,8 +35,12 @@ func runConnect(ctx context.Context, o *Options) (*Result, error) {
 		go func() {
 			defer wg.Done()
 			st := &stats[l]
-			ch := o.name("conn", l)
 			for j := 0; ctx.Err() == nil; j++ {
+				// A fresh channel per connect: this scenario measures
+				// connection setup and the join, not history replay (the
+				// history scenario does), so no join inherits the joins
+				// of the earlier connects.
+				ch := o.name(fmt.Sprintf("conn%d-", l), j)
 				t := clk.now()
 				if t >= winEnd {
 					return

@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -106,6 +107,28 @@ func applyEnv(fs *pflag.FlagSet) error {
 		}
 	})
 	return err
+}
+
+// ensureHandshakeProc gives TLS handshakes a Go P of their own. An idle
+// reactor sits in epoll_wait holding its P; with GOMAXPROCS equal to the
+// reactor count (as under taskset on one core), a handshake goroutine made
+// runnable by the loop then waits for the scheduler to take that P back,
+// and the loop waits for the handshake: measured here, 1 reactor on 1 core
+// took 1,900 TLS connect+join/s with GOMAXPROCS=1 and 2,250-2,340/s with 2,
+// for the same CPU. An explicit GOMAXPROCS in the environment is left alone.
+func ensureHandshakeProc(reactors int, plain bool) {
+	if plain {
+		return
+	}
+	if _, set := os.LookupEnv("GOMAXPROCS"); set {
+		return
+	}
+	if reactors <= 0 {
+		reactors = runtime.NumCPU()
+	}
+	if runtime.GOMAXPROCS(0) < reactors+1 {
+		runtime.GOMAXPROCS(reactors + 1)
+	}
 }
 
 // logLevel maps --log-level, else RUST_LOG (mles-rs), to a slog level.
@@ -200,6 +223,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	ensureHandshakeProc(o.Reactors, f.plain)
 	if f.cpuProf != "" {
 		pf, err := os.Create(f.cpuProf)
 		if err != nil {
