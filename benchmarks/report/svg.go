@@ -128,6 +128,11 @@ func writeSVG(groups []*group) (string, bool) {
 			for _, p := range pts {
 				y := ylin(p.delivered)
 				if panel == 1 {
+					if p.delivered == 0 {
+						// Nothing delivered: there is no latency to draw,
+						// and a point at the floor would read as a fast one.
+						continue
+					}
 					y = ylog(p.p99)
 				}
 				path = append(path, fmt.Sprintf("%.1f,%.1f", xpos(off, p.x), y))
