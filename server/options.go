@@ -82,6 +82,10 @@ type Options struct {
 	DrainTimeout time.Duration
 	// TickInterval is the timer resolution of deadlines and sweeps. Default 1 s.
 	TickInterval time.Duration
+	// ReleaseQuiet is how long no new connection must open before the
+	// server returns its free heap pages to the OS (once per quiet period).
+	// Default 2 s; negative disables.
+	ReleaseQuiet time.Duration
 
 	// ReplaceDuplicate closes an existing session with the same (uid,
 	// channel, auth) and admits the new one, instead of refusing the new one.
@@ -152,6 +156,9 @@ func (o *Options) Validate() error {
 	defd(&o.ChannelIdle, 30*24*time.Hour)
 	defd(&o.DrainTimeout, 5*time.Second)
 	defd(&o.TickInterval, time.Second)
+	if o.ReleaseQuiet == 0 {
+		o.ReleaseQuiet = 2 * time.Second
+	}
 	if o.MaxConns < 0 {
 		return fmt.Errorf("server: max-conns %d < 0", o.MaxConns)
 	}

@@ -38,7 +38,8 @@ type Server struct {
 	loopIdx map[gnet.EventLoop]*loop
 	loops   atomic.Pointer[[]*loop] // copy-on-write list for the ticker
 
-	lastIdleSweep time.Time // owned by the ticker goroutine (OnTick)
+	lastIdleSweep time.Time    // owned by the ticker goroutine (OnTick)
+	mem           *memReleaser // owned by the ticker goroutine (OnTick)
 
 	eng     gnet.Engine
 	addr    net.Addr
@@ -82,6 +83,7 @@ func New(opts Options) (*Server, error) {
 		hsSem:   make(chan struct{}, opts.MaxHandshakes),
 		loopIdx: make(map[gnet.EventLoop]*loop),
 		booted:  make(chan struct{}),
+		mem:     newMemReleaser(opts.ReleaseQuiet),
 		stopped: make(chan struct{}),
 	}
 	s.reg.m = make(map[string]*channel)
@@ -238,6 +240,7 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 		s.lastIdleSweep = now
 		s.reg.sweepIdle(now.Add(-s.opts.ChannelIdle).UnixNano())
 	}
+	s.mem.tick(now, s.nextID.Load())
 	return s.opts.TickInterval, gnet.None
 }
 

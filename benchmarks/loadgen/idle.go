@@ -8,8 +8,10 @@ import (
 )
 
 // idleSettle is the pause between the last join and the memory readings, so
-// that the server has processed every join and freed handshake buffers.
-const idleSettle = 3 * time.Second
+// that the server has processed every join and freed handshake buffers, and
+// idle housekeeping had its chance (mles returns free heap to the OS 2-3 s
+// after the last connection opened).
+const idleSettle = 5 * time.Second
 
 // runIdle joins -conns connections (-members per channel), reports the join
 // rate, then the server's RSS and the kernel's slab growth per connection.
