@@ -149,8 +149,11 @@ type FrameReader struct {
 	ready   bool
 	readyOp ws.OpCode
 
-	// The payload of the last control frame, and its close code.
-	ctrl      [maxControl]byte
+	// The payload of the last control frame, and its close code. The
+	// array is allocated by the first control frame with a payload: most
+	// connections only ever see empty pongs, and an idle connection should
+	// not carry 125 bytes it never uses.
+	ctrl      *[maxControl]byte
 	ctrlN     int
 	closeCode ws.StatusCode
 
@@ -205,7 +208,10 @@ func (r *FrameReader) Next(p []byte) (ev Event, n int, err error) {
 
 		k := min(r.remain, len(p)-n)
 		if r.op.IsControl() {
-			dst := r.ctrl[r.ctrlN : r.ctrlN+k]
+			if k > 0 && r.ctrl == nil {
+				r.ctrl = new([maxControl]byte)
+			}
+			dst := r.Control()[r.ctrlN : r.ctrlN+k]
 			copy(dst, p[n:n+k])
 			ws.Cipher(dst, r.mask, r.off)
 			r.ctrlN += k
@@ -367,7 +373,7 @@ func (r *FrameReader) endFrame() (Event, error) {
 	case ws.OpPong:
 		return EventPong, nil
 	case ws.OpClose:
-		code, _, err := ParseClose(r.ctrl[:r.ctrlN])
+		code, _, err := ParseClose(r.Control())
 		if err != nil {
 			return EventNone, err
 		}
@@ -442,6 +448,9 @@ func (r *FrameReader) ReleaseMessage() {
 // close payload (2-byte code and reason) to echo in the closing handshake.
 // It is valid until the next call to Next.
 func (r *FrameReader) Control() []byte {
+	if r.ctrl == nil {
+		return nil
+	}
 	return r.ctrl[:r.ctrlN]
 }
 

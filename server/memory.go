@@ -21,18 +21,19 @@ import (
 //
 // Owned by the ticker goroutine (OnTick).
 type memReleaser struct {
-	quiet       time.Duration
-	lastOpened  uint64
-	quietSince  time.Time
-	released    bool
-	sample      [1]metrics.Sample
-	minReleased uint64
-	free        func() // debug.FreeOSMemory; replaced in tests
+	quiet      time.Duration
+	lastOpened uint64
+	quietSince time.Time
+	released   bool
+	sample     [1]metrics.Sample
+	minAllocs  uint64 // bytes allocated since the last release that make one worth it
+	lastAllocs uint64
+	free       func() // debug.FreeOSMemory; replaced in tests
 }
 
 func newMemReleaser(quiet time.Duration) *memReleaser {
-	m := &memReleaser{quiet: quiet, minReleased: 16 << 20, free: debug.FreeOSMemory}
-	m.sample[0].Name = "/memory/classes/heap/free:bytes"
+	m := &memReleaser{quiet: quiet, minAllocs: 16 << 20, free: debug.FreeOSMemory}
+	m.sample[0].Name = "/gc/heap/allocs:bytes"
 	return m
 }
 
@@ -50,11 +51,17 @@ func (m *memReleaser) tick(now time.Time, opened uint64) {
 		return
 	}
 	m.released = true
-	// Free and not yet returned to the OS: only worth a collection when
-	// there is a good amount of it.
+	// Only worth a collection when a good amount was allocated since the
+	// last one: garbage not yet collected does not show as free memory, so
+	// the cumulative allocation count is the signal, not the free pages.
 	metrics.Read(m.sample[:])
-	if m.sample[0].Value.Kind() == metrics.KindUint64 && m.sample[0].Value.Uint64() < m.minReleased {
+	var allocs uint64
+	if m.sample[0].Value.Kind() == metrics.KindUint64 {
+		allocs = m.sample[0].Value.Uint64()
+	}
+	if allocs-m.lastAllocs < m.minAllocs {
 		return
 	}
+	m.lastAllocs = allocs
 	m.free()
 }

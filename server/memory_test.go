@@ -10,7 +10,7 @@ import (
 // only after a new burst.
 func TestMemReleaser(t *testing.T) {
 	m := newMemReleaser(2 * time.Second)
-	m.minReleased = 0 // release whatever is free
+	m.minAllocs = 0 // release after any allocation
 	calls := 0
 	m.free = func() { calls++ }
 	t0 := time.Unix(1000, 0)
@@ -40,7 +40,7 @@ func TestMemReleaser(t *testing.T) {
 	}
 
 	off := newMemReleaser(-1)
-	off.minReleased = 0
+	off.minAllocs = 0
 	off.free = func() { t.Fatal("released with ReleaseQuiet < 0") }
 	for s := range 10 {
 		off.tick(at(s), 1)
