@@ -305,14 +305,11 @@ func (c *conn) protocolError(err error) {
 // onClientClose echoes the client's close code (RFC 6455 5.5.1) and closes
 // once the echo is flushed.
 func (c *conn) onClientClose() {
-	body := c.fr.Control()
-	if len(body) >= 2 {
-		code := ws.StatusCode(uint16(body[0])<<8 | uint16(body[1]))
-		c.closeCode(closeClient, code, "")
-		return
+	code := c.fr.CloseCode()
+	if code == ws.StatusNoStatusRcvd {
+		code = 0 // a close without a status is echoed as an empty close frame
 	}
-	c.closeCode(closeClient, 0, "")
-	// Without a status code the echo is an empty close frame.
+	c.closeCode(closeClient, code, "")
 }
 
 // onMessage handles a complete data message: the header frame before the
