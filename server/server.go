@@ -3,10 +3,8 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -256,13 +254,4 @@ func (s *Server) loopFor(el gnet.EventLoop) *loop {
 	next := append(append([]*loop(nil), *s.loops.Load()...), l)
 	s.loops.Store(&next)
 	return l
-}
-
-// String describes the server for logs.
-func (s *Server) String() string {
-	mode := "tls"
-	if s.opts.Plain {
-		mode = "plain"
-	}
-	return fmt.Sprintf("mles(%s %s)", mode, strings.TrimSpace(s.opts.Addr))
 }
