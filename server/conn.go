@@ -208,16 +208,11 @@ func (c *conn) handshakeFailed() {
 
 // onPlain consumes plaintext: first the upgrade request, then frames.
 func (c *conn) onPlain(p []byte) error {
-	for len(p) > 0 {
-		switch c.state {
-		case stUpgrade:
-			p = c.onUpgrade(p)
-		case stHeader, stJoined:
-			c.onFrames(p)
-			return nil
-		default:
-			return errStop
-		}
+	switch c.state {
+	case stUpgrade:
+		c.onUpgrade(p) // consumes p whole, frames after the request included
+	case stHeader, stJoined:
+		c.onFrames(p)
 	}
 	if c.state == stClosing {
 		return errStop
@@ -228,7 +223,7 @@ func (c *conn) onPlain(p []byte) error {
 // onUpgrade adds p to the request and, once the header block is complete,
 // answers it and parses the bytes after the header block as frames: they
 // are the first frame, sent in the same write as the request.
-func (c *conn) onUpgrade(p []byte) []byte {
+func (c *conn) onUpgrade(p []byte) {
 	u := c.up
 	_, _ = u.buf.Write(p)
 	n, err := u.p.Parse(u.buf.B)
@@ -239,15 +234,15 @@ func (c *conn) onUpgrade(p []byte) []byte {
 		} else {
 			c.httpError(400, err.Error())
 		}
-		return nil
+		return
 	}
 	if n == 0 {
-		return nil
+		return
 	}
 	req := &u.p.Request
 	if !req.Upgrade {
 		c.httpError(404, "not found")
-		return nil
+		return
 	}
 	c.send(codec.AppendUpgradeResponse(c.l.out[:0], &req.Key))
 	c.state = stHeader
@@ -255,7 +250,6 @@ func (c *conn) onUpgrade(p []byte) []byte {
 	c.fr.MaxMessage = headerFrameMax
 	c.onFrames(u.buf.B[n:])
 	c.releaseUpgrade()
-	return nil
 }
 
 func (c *conn) httpError(status int, reason string) {
