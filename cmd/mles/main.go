@@ -124,9 +124,6 @@ func ensureHandshakeProc(reactors int, plain bool) {
 	if _, set := os.LookupEnv("GOMAXPROCS"); set {
 		return
 	}
-	if reactors <= 0 {
-		reactors = runtime.NumCPU()
-	}
 	if runtime.GOMAXPROCS(0) < reactors+1 {
 		runtime.GOMAXPROCS(reactors + 1)
 	}
@@ -220,11 +217,16 @@ func run(args []string) error {
 		o.TLS = tlsbridge.ServerConfig(tlsbridge.Static(cert))
 	}
 
+	// Validate fills in the defaults (the reactor count among them) that
+	// ensureHandshakeProc needs; New validates the same options again.
+	if err := o.Validate(); err != nil {
+		return err
+	}
 	srv, err := server.New(*o)
 	if err != nil {
 		return err
 	}
-	ensureHandshakeProc(o.Reactors, f.plain)
+	ensureHandshakeProc(o.Reactors, o.Plain)
 	if f.cpuProf != "" {
 		pf, err := os.Create(f.cpuProf)
 		if err != nil {
