@@ -74,17 +74,17 @@ func (l *loop) schedule(g *group) {
 	}
 }
 
-// runPending drains the groups marked dirty on this loop. Draining can
-// publish nothing, so the list cannot grow while it runs; it is still
-// written as a queue in case a drain closes a connection that marks one.
+// runPending drains the groups marked dirty on this loop. Draining
+// publishes nothing, so the list should not grow while it runs; it is read
+// by index all the same, so an append would be seen, and the slice keeps
+// its capacity from round to round.
 func (l *loop) runPending() {
-	for len(l.pending) > 0 {
-		g := l.pending[0]
-		l.pending[0] = nil
-		l.pending = l.pending[1:]
-		g.drain()
+	for i := 0; i < len(l.pending); i++ {
+		l.pending[i].drain()
 	}
+	clear(l.pending)
 	l.pending = l.pending[:0]
+	l.trimScratch() // drains grow the batch buffer
 }
 
 // sweep enforces deadlines, liveness pings and slow-consumer grace for every
