@@ -87,19 +87,26 @@ type Config struct {
 // Goroutines: "loop" methods must be called from the one goroutine that owns
 // the connection (never concurrently with each other); "any goroutine"
 // methods are safe from anywhere.
+//
+// A Conn lives as long as its socket, so it keeps only what the connection
+// needs after the handshake (216 bytes on amd64): the parts of Config used later,
+// not a copy of it, and the handshake's context and wait condition only while
+// the handshake runs.
 type Conn struct {
-	tc       *tls.Conn
-	tr       transport
-	cfg      Config
-	isClient bool
+	tc *tls.Conn
+	tr transport // its mu also guards cancel
+
+	sem         chan struct{} // Config.Sem
+	timeout     time.Duration // Config.Timeout
+	maxBuffered int           // Config.MaxBuffered
+	isClient    bool
 
 	state   atomic.Uint32 // State
 	started atomic.Bool
-	hsErr   error         // written by the handshake goroutine before state leaves Handshaking
-	exited  chan struct{} // closed when the handshake goroutine returns
+	exited  atomic.Bool // the handshake goroutine returned (tests wait on it)
+	hsErr   error       // written by the handshake goroutine before state leaves Handshaking
 
-	mu     sync.Mutex
-	cancel context.CancelFunc // guarded by mu; cancels the handshake context
+	cancel context.CancelFunc // guarded by tr.mu; cancels the handshake context, nil after it
 }
 
 // NewConn returns a server-side Conn. Nothing runs until Start.
@@ -123,8 +130,8 @@ func newConn(cfg Config) *Conn {
 	if cfg.MaxBuffered <= 0 {
 		cfg.MaxBuffered = DefaultMaxBuffered
 	}
-	c := &Conn{cfg: cfg, exited: make(chan struct{})}
-	c.tr.cond.L = &c.tr.mu
+	c := &Conn{sem: cfg.Sem, timeout: cfg.Timeout, maxBuffered: cfg.MaxBuffered}
+	c.tr.cond = sync.NewCond(&c.tr.mu) // dropped when the handshake ends
 	c.tr.handshaking = true
 	c.tr.wake = cfg.Wake
 	c.tr.local = cfg.LocalAddr
@@ -139,25 +146,25 @@ func (c *Conn) Start() {
 	if !c.started.CompareAndSwap(false, true) {
 		return
 	}
-	c.mu.Lock()
+	c.tr.mu.Lock()
 	if c.State() == Closed {
-		c.mu.Unlock()
-		close(c.exited)
+		c.tr.mu.Unlock()
+		c.exited.Store(true)
 		return
 	}
 	var ctx context.Context
-	if c.cfg.Timeout > 0 {
-		ctx, c.cancel = context.WithTimeout(context.Background(), c.cfg.Timeout)
+	if c.timeout > 0 {
+		ctx, c.cancel = context.WithTimeout(context.Background(), c.timeout)
 	} else {
 		ctx, c.cancel = context.WithCancel(context.Background())
 	}
-	c.mu.Unlock()
+	c.tr.mu.Unlock()
 	go c.handshake(ctx)
 }
 
 // handshake is the body of the handshake goroutine.
 func (c *Conn) handshake(ctx context.Context) {
-	defer close(c.exited)
+	defer c.exited.Store(true)
 	// A timeout or Close must also wake the waits that do not go through
 	// crypto/tls (waitInput); closing reads does both.
 	stop := context.AfterFunc(ctx, func() { _ = c.tr.Close() })
@@ -167,10 +174,10 @@ func (c *Conn) handshake(ctx context.Context) {
 		// Take a semaphore slot only once the client has said something.
 		err = c.tr.waitInput()
 	}
-	if err == nil && c.cfg.Sem != nil {
+	if err == nil && c.sem != nil {
 		select {
-		case c.cfg.Sem <- struct{}{}:
-			defer func() { <-c.cfg.Sem }()
+		case c.sem <- struct{}{}:
+			defer func() { <-c.sem }()
 		case <-ctx.Done():
 			err = ctx.Err()
 		}
@@ -185,18 +192,20 @@ func (c *Conn) handshake(ctx context.Context) {
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		err = ErrHandshakeTimeout
 	}
-	c.tr.endHandshake()
-
 	next := Established
 	if err != nil {
 		c.hsErr = err
 		next = Failed
 	}
-	c.mu.Lock()
+	c.tr.mu.Lock()
 	c.cancel() // release the timer
-	c.mu.Unlock()
-	if c.state.CompareAndSwap(uint32(Handshaking), uint32(next)) && c.cfg.Wake != nil {
-		c.cfg.Wake()
+	// Drop the context too: the cancel func holds it, its done channel and
+	// the AfterFunc registration (about 360 B) for the life of the connection.
+	c.cancel = nil
+	c.tr.mu.Unlock()
+	c.tr.endHandshake()
+	if c.state.CompareAndSwap(uint32(Handshaking), uint32(next)) && c.tr.wake != nil {
+		c.tr.wake()
 	}
 }
 
@@ -229,7 +238,7 @@ func (c *Conn) Feed(p []byte) error {
 	if len(p) == 0 {
 		return nil
 	}
-	return c.tr.appendIn(p, c.cfg.MaxBuffered)
+	return c.tr.appendIn(p, c.maxBuffered)
 }
 
 // ReadPlain hands ciphertext read from the socket to the connection and
@@ -396,10 +405,10 @@ func (c *Conn) Close() {
 			break
 		}
 	}
-	c.mu.Lock()
+	c.tr.mu.Lock()
 	if c.cancel != nil {
 		c.cancel()
 	}
-	c.mu.Unlock()
+	c.tr.mu.Unlock()
 	c.tr.release()
 }

@@ -176,10 +176,12 @@ func TestHandshakeTimeout(t *testing.T) {
 // waitExited waits for c's handshake goroutine to return.
 func waitExited(t testing.TB, c *Conn) {
 	t.Helper()
-	select {
-	case <-c.exited:
-	case <-time.After(5 * time.Second):
-		t.Fatal("handshake goroutine still running")
+	deadline := time.Now().Add(5 * time.Second)
+	for !c.exited.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("handshake goroutine still running")
+		}
+		time.Sleep(time.Millisecond) // poll: the flag is the goroutine's last act
 	}
 }
 

@@ -39,7 +39,7 @@ const maxIdleCap = 64 << 10
 // handshake, inside ReadPlain.
 type transport struct {
 	mu   sync.Mutex
-	cond sync.Cond // signalled when in grows or reads are closed; uses mu
+	cond *sync.Cond // signalled when in grows or reads are closed; uses mu; nil after the handshake
 
 	// Guarded by mu.
 	in          []byte // copied ciphertext not yet read by crypto/tls
@@ -120,7 +120,7 @@ func (t *transport) appendIn(p []byte, limit int) error {
 		t.resetInLocked()
 	}
 	t.in = append(t.in, p...)
-	t.cond.Broadcast()
+	t.broadcastLocked()
 	return nil
 }
 
@@ -142,6 +142,8 @@ func (t *transport) waitInput() error {
 func (t *transport) endHandshake() {
 	t.mu.Lock()
 	t.handshaking = false
+	t.broadcastLocked()
+	t.cond = nil // nobody waits any more
 	if t.inOff == len(t.in) {
 		t.in, t.inOff = nil, 0
 	}
@@ -186,7 +188,7 @@ func (t *transport) Write(p []byte) (int, error) {
 func (t *transport) Close() error {
 	t.mu.Lock()
 	t.readClosed = true
-	t.cond.Broadcast()
+	t.broadcastLocked()
 	t.mu.Unlock()
 	return nil
 }
@@ -197,8 +199,15 @@ func (t *transport) release() {
 	t.readClosed = true
 	t.closed = true
 	t.in, t.inOff, t.out = nil, 0, nil
-	t.cond.Broadcast()
+	t.broadcastLocked()
 	t.mu.Unlock()
+}
+
+// broadcastLocked wakes the handshake goroutine's waits, if it still may wait.
+func (t *transport) broadcastLocked() {
+	if t.cond != nil {
+		t.cond.Broadcast()
+	}
 }
 
 func (t *transport) LocalAddr() net.Addr {
