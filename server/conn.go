@@ -39,17 +39,18 @@ const batchMax = 256 << 10
 var errStop = errors.New("server: connection closing")
 
 // conn is one client connection. Every field is owned by the event loop l,
-// which is the only goroutine that touches it after OnOpen.
+// which is the only goroutine that touches it after OnOpen. Every connection
+// has one, so the small fields are packed together (288 bytes on amd64).
 type conn struct {
 	s  *Server
 	l  *loop
 	gc gnet.Conn
 	id uint64 // unique per connection; ring messages carry it to skip echo
 
-	state    connState
 	deadline int64 // unix nanoseconds; the state's deadline (handshake, upgrade, header)
-	inHS     bool  // counted in Server.handshakes
-	dead     bool  // OnClose ran: gc must not be touched any more
+	state    connState
+	inHS     bool // counted in Server.handshakes
+	dead     bool // OnClose ran: gc must not be touched any more
 	reason   closeReason
 
 	tls *tlsbridge.Conn // nil in plain mode
