@@ -91,9 +91,9 @@ func runConnect(ctx context.Context, o *Options) (*Result, error) {
 	return res, ctx.Err()
 }
 
-// connectOnce is one setup. Mles: header and close (1000) go in one write and
-// the server's close reply proves the header was processed (a refused join is
-// closed with 1008 instead). Centrifugo: connect, subscribe, wait for the
+// connectOnce is one setup. Mles: upgrade request, header and close (1000) go
+// in one write and the server's close reply proves the header was processed
+// (a refused join is closed with 1008 instead). Centrifugo: connect, subscribe, wait for the
 // reply. rawtls: TCP connect and TLS handshake only.
 func connectOnce(ctx context.Context, o *Options, clk clock, uid, ch string) error {
 	if o.Mode == ModeRawTLS {
@@ -109,27 +109,33 @@ func connectOnce(ctx context.Context, o *Options, clk clock, uid, ch string) err
 		nc.Close() // no close_notify: the peer is measured on handshakes only
 		return err
 	}
-	c, err := dialWS(ctx, o.target, (&session{mode: o.Mode}).subprotocol(), 4096, true)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	s := &session{wsConn: c, mode: o.Mode, channel: ch, marker: o.marker}
 	if o.Mode == ModeCentrifugo {
+		c, err := dialWS(ctx, o.target, (&session{mode: o.Mode}).subprotocol(), 4096, true, nil)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		s := &session{wsConn: c, mode: o.Mode, channel: ch, marker: o.marker}
 		if err := s.join(uid, ""); err != nil {
 			return err
 		}
 		return s.awaitSubscribed(clk, nil)
 	}
+	// Mles: the header and a close (1000) ride in the upgrade request's write,
+	// as a pipelining client may send them, so the generator spends one TLS
+	// write per setup and the server does all of upgrade, join and close.
 	hdr := fmt.Sprintf(`{"uid":%q,"channel":%q}`, uid, ch)
-	c.wmu.Lock()
-	c.wbuf = c.appendFrame(c.wbuf[:0], opText, []byte(hdr))
-	c.wbuf = c.appendFrame(c.wbuf, opClose, closePayload)
-	_, err = c.nc.Write(c.wbuf)
-	c.wmu.Unlock()
+	c, err := dialWS(ctx, o.target, (&session{mode: o.Mode}).subprotocol(), 4096, true,
+		func(c *wsConn, dst []byte) []byte {
+			dst = c.appendFrame(dst, opText, []byte(hdr))
+			return c.appendFrame(dst, opClose, closePayload)
+		})
 	if err != nil {
 		return err
 	}
+	// The server closes after its close reply; skip the close_notify alert
+	// (as the rawtls mode does) so the generator spends its core on setups.
+	defer closeRaw(c.nc)
 	c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for {
 		for {
@@ -148,4 +154,12 @@ func connectOnce(ctx context.Context, o *Options, clk clock, uid, ch string) err
 			return fmt.Errorf("waiting for the close reply: %w", err)
 		}
 	}
+}
+
+// closeRaw closes the TCP connection under nc without a TLS close_notify.
+func closeRaw(nc net.Conn) {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	nc.Close()
 }

@@ -229,7 +229,7 @@ func joinHistory(ctx context.Context, o *Options, clk clock, ch, epoch string, i
 		}
 	}
 	s := &session{mode: o.Mode, channel: ch, marker: o.marker}
-	c, err := dialWS(ctx, o.target, s.subprotocol(), readBufSize, false)
+	c, err := dialWS(ctx, o.target, s.subprotocol(), readBufSize, false, nil)
 	if err != nil {
 		jr.err = err
 		return jr

@@ -46,7 +46,7 @@ func (s *session) subprotocol() string {
 // openSession dials, upgrades and joins channel as uid.
 func openSession(ctx context.Context, o *Options, uid, channel string, readBuf int, linger0 bool) (*session, error) {
 	s := &session{mode: o.Mode, channel: channel, marker: o.marker}
-	c, err := dialWS(ctx, o.target, s.subprotocol(), readBuf, linger0)
+	c, err := dialWS(ctx, o.target, s.subprotocol(), readBuf, linger0, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -90,7 +90,10 @@ var errUpgrade = errors.New("loadgen: upgrade refused")
 
 // dialWS connects, does the TLS handshake (wss), and upgrades by hand.
 // subprotocol may be empty. readBuf is the size of the frame reader's buffer.
-func dialWS(ctx context.Context, t *target, subprotocol string, readBuf int, linger0 bool) (*wsConn, error) {
+// early, when not nil, appends frames to the upgrade request so they go in the
+// same write (RFC 6455 lets a client send frames right after its request; the
+// server must keep them).
+func dialWS(ctx context.Context, t *target, subprotocol string, readBuf int, linger0 bool, early func(c *wsConn, dst []byte) []byte) (*wsConn, error) {
 	d := net.Dialer{Timeout: 10 * time.Second}
 	nc, err := d.DialContext(ctx, "tcp", t.addr)
 	if err != nil {
@@ -114,14 +117,14 @@ func dialWS(ctx context.Context, t *target, subprotocol string, readBuf int, lin
 	}
 	c := &wsConn{nc: nc, rng: rand.Uint64() | 1}
 	c.fr.buf = make([]byte, readBuf)
-	if err := c.upgrade(t, subprotocol); err != nil {
+	if err := c.upgrade(t, subprotocol, early); err != nil {
 		nc.Close()
 		return nil, err
 	}
 	return c, nil
 }
 
-func (c *wsConn) upgrade(t *target, subprotocol string) error {
+func (c *wsConn) upgrade(t *target, subprotocol string, early func(c *wsConn, dst []byte) []byte) error {
 	var req bytes.Buffer
 	fmt.Fprintf(&req, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n", t.path, t.host)
@@ -129,6 +132,11 @@ func (c *wsConn) upgrade(t *target, subprotocol string) error {
 		fmt.Fprintf(&req, "Sec-WebSocket-Protocol: %s\r\n", subprotocol)
 	}
 	req.WriteString("\r\n")
+	if early != nil {
+		c.wbuf = early(c, append(c.wbuf[:0], req.Bytes()...))
+		req.Reset()
+		req.Write(c.wbuf)
+	}
 	c.nc.SetDeadline(time.Now().Add(10 * time.Second))
 	defer c.nc.SetDeadline(time.Time{})
 	if _, err := c.nc.Write(req.Bytes()); err != nil {
