@@ -41,11 +41,12 @@ var (
 	// ErrInvalidUTF8: a text message or close reason that is not UTF-8
 	// (section 8.1); closes with 1007.
 	ErrInvalidUTF8 = &ProtocolError{Code: ws.StatusInvalidFramePayloadData, Reason: "invalid UTF-8"}
+	// ErrBadLength: a 64-bit payload length with its most significant bit
+	// set, which section 5.2 forbids.
+	ErrBadLength = protocolError("64-bit length with the most significant bit set")
 	// ErrFrameTooLarge: a message longer than FrameReader.MaxMessage, found
 	// from the declared frame lengths before any of it is buffered; closes
-	// with 1009 (section 7.4.1). A 64-bit length with its most significant
-	// bit set (forbidden by section 5.2) is reported the same way, as
-	// nothing can hold it.
+	// with 1009 (section 7.4.1).
 	ErrFrameTooLarge = &ProtocolError{Code: ws.StatusMessageTooBig, Reason: "message too big"}
 )
 
@@ -307,6 +308,9 @@ func (r *FrameReader) startPayload() error {
 		length = uint64(binary.BigEndian.Uint16(r.hdr[2:4]))
 	case 2 + 8 + 4:
 		length = binary.BigEndian.Uint64(r.hdr[2:10])
+		if length>>63 != 0 {
+			return ErrBadLength
+		}
 	default:
 		length = uint64(r.hdr[1] & bitsLen)
 	}

@@ -341,18 +341,20 @@ func frameCases() []frameCase {
 			code: 1002,
 		},
 		{
-			// A declared 2^63 length fails at the header, before any
+			// A declared 2^63 length sets the most significant bit
+			// (section 5.2 forbids it): refused at the header, before any
 			// payload arrives or is allocated.
 			name: "err/len=2^63",
 			max:  16 << 20,
 			in:   rawFrame(bitFin|byte(ws.OpBinary), true, 1<<63, nil),
-			err:  ErrFrameTooLarge,
-			code: 1009,
+			err:  ErrBadLength,
+			code: 1002,
 		},
 		{
-			// The same without a limit: nothing can hold it.
-			name: "err/len=2^63/no-limit",
-			in:   rawFrame(bitFin|byte(ws.OpBinary), true, 1<<63, nil),
+			// The largest legal length, 2^63-1, without a limit: nothing
+			// can hold it.
+			name: "err/len=2^63-1/no-limit",
+			in:   rawFrame(bitFin|byte(ws.OpBinary), true, 1<<63-1, nil),
 			err:  ErrFrameTooLarge,
 			code: 1009,
 		},
@@ -361,8 +363,8 @@ func frameCases() []frameCase {
 			name: "err/len=2^64-1",
 			max:  16 << 20,
 			in:   rawFrame(bitFin|byte(ws.OpBinary), true, 1<<64-1, nil),
-			err:  ErrFrameTooLarge,
-			code: 1009,
+			err:  ErrBadLength,
+			code: 1002,
 		},
 		{
 			// One byte over the limit, refused at the header.
@@ -543,7 +545,7 @@ func TestFrameReaderAllocs(t *testing.T) {
 	allocs = testing.AllocsPerRun(100, func() {
 		r.Reset()
 		r.MaxMessage = 16 << 20
-		if _, _, err := r.Next(huge); !errors.Is(err, ErrFrameTooLarge) {
+		if _, _, err := r.Next(huge); !errors.Is(err, ErrBadLength) {
 			t.Fatalf("err = %v", err)
 		}
 	})
