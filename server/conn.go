@@ -99,6 +99,12 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		s.log.Info("connection refused", "remote", gc.RemoteAddr().String(), "conns", n-1, "draining", s.draining.Load())
 		return nil, gnet.Close
 	}
+	if !s.perIP.acquire(gc.RemoteAddr()) {
+		s.conns.Add(-1)
+		s.refusedPerIP.Add(1)
+		s.log.Info("connection refused", "remote", gc.RemoteAddr().String(), "reason", "max-conns-per-ip")
+		return nil, gnet.Close
+	}
 	l := s.loopFor(gc.EventLoop())
 	l.tick()
 	c := &conn{s: s, l: l, gc: gc, id: s.nextID.Add(1)}
@@ -644,6 +650,7 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 	c.releaseUpgrade()
 	delete(l.conns, c)
 	s.conns.Add(-1)
+	s.perIP.release(gc.RemoteAddr())
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		s.log.Debug("closed", "conn", c.id, "reason", c.reason.String(), "err", err)
 	}

@@ -55,6 +55,10 @@ type Options struct {
 	// MaxConns bounds concurrent connections; extras are closed at accept.
 	// Default 0: unlimited.
 	MaxConns int
+	// MaxConnsPerIP bounds concurrent connections from one client address
+	// (IPv4, or IPv6 /64); extras are closed at accept, before TLS.
+	// Default 0: unlimited.
+	MaxConnsPerIP int
 	// MaxPending bounds a subscriber's unsent outbound bytes before it is
 	// paused and, past SlowGrace, closed as a slow consumer. Default 4 MiB.
 	MaxPending int
@@ -161,6 +165,9 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxConns < 0 {
 		return fmt.Errorf("server: max-conns %d < 0", o.MaxConns)
+	}
+	if o.MaxConnsPerIP < 0 {
+		return fmt.Errorf("server: max-conns-per-ip %d < 0", o.MaxConnsPerIP)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

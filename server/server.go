@@ -31,6 +31,7 @@ type Server struct {
 	budget *ring.Budget
 	reg    registry
 	hsSem  chan struct{}
+	perIP  *ipLimiter // nil without MaxConnsPerIP
 
 	loopsMu sync.Mutex
 	loopIdx map[gnet.EventLoop]*loop
@@ -50,7 +51,9 @@ type Server struct {
 	members    atomic.Int64
 	handshakes atomic.Int64
 	slow       atomic.Int64
-	draining   atomic.Bool
+	// refusedPerIP counts connections closed at accept by MaxConnsPerIP.
+	refusedPerIP atomic.Int64
+	draining     atomic.Bool
 
 	startOnce    sync.Once
 	shutdownOnce sync.Once
@@ -66,6 +69,8 @@ type Stats struct {
 	Channels      int   // channels in the registry (history outlives members)
 	Handshakes    int64 // TLS handshakes in flight
 	SlowConsumers int64 // connections closed as slow consumers since start
+	RefusedPerIP  int64 // connections refused by MaxConnsPerIP since start
+	PerIPAddrs    int   // client addresses (IPv6: /64s) counted by MaxConnsPerIP now
 }
 
 // New validates opts and returns a Server that is not yet listening.
@@ -79,6 +84,7 @@ func New(opts Options) (*Server, error) {
 		ids:     newIDHasher(),
 		budget:  ring.NewBudget(opts.HistoryTotalBytes),
 		hsSem:   make(chan struct{}, opts.MaxHandshakes),
+		perIP:   newIPLimiter(opts.MaxConnsPerIP),
 		loopIdx: make(map[gnet.EventLoop]*loop),
 		booted:  make(chan struct{}),
 		mem:     newMemReleaser(opts.ReleaseQuiet),
@@ -149,6 +155,8 @@ func (s *Server) Stats() Stats {
 		Channels:      s.reg.len(),
 		Handshakes:    s.handshakes.Load(),
 		SlowConsumers: s.slow.Load(),
+		RefusedPerIP:  s.refusedPerIP.Load(),
+		PerIPAddrs:    s.perIP.len(),
 	}
 }
 
@@ -170,6 +178,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				return nil
 			}))
 		}
+		// One deadline for the whole drain: the clients' close handshakes,
+		// then the engine stop.
 		dctx, cancel := context.WithTimeout(ctx, s.opts.DrainTimeout)
 		defer cancel()
 		tick := time.NewTicker(10 * time.Millisecond)
@@ -182,9 +192,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			case <-tick.C:
 			}
 		}
-		sctx, cancel2 := context.WithTimeout(context.Background(), s.opts.DrainTimeout)
-		defer cancel2()
-		if err := s.eng.Stop(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		if n := s.conns.Load(); n > 0 {
+			s.log.Warn("drain timeout: closing the remaining connections", "conns", n)
+		}
+		if err := s.eng.Stop(dctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			s.shutdownErr = err
 		}
 		<-s.stopped
