@@ -98,6 +98,13 @@ func (l *loop) sweep() {
 // closeAll starts graceful shutdown of every connection of the loop.
 func (l *loop) closeAll() {
 	l.tick()
+	// First deliver what the channels accepted up to now, so that a member
+	// gets every message published before the shutdown reached its loop,
+	// then the 1001.
+	l.runPending()
+	for c := range l.conns {
+		c.drain()
+	}
 	for c := range l.conns {
 		c.closeWith(closeShutdown)
 	}
