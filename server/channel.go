@@ -35,6 +35,10 @@ type channel struct {
 type registry struct {
 	mu sync.Mutex
 	m  map[string]*channel
+	// peak is the most channels m held since it was last rebuilt: Go maps
+	// never give back their buckets, so sweepIdle rebuilds m once most of
+	// them are gone.
+	peak int
 }
 
 func (r *registry) len() int {
@@ -65,6 +69,7 @@ func (r *registry) join(s *Server, name string, key memberKey, c *conn, now int6
 			}),
 		}
 		r.m[name] = ch
+		r.peak = max(r.peak, len(r.m))
 	}
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
@@ -104,7 +109,18 @@ func (r *registry) sweepIdle(cutoff int64) {
 		}
 		ch.mu.Unlock()
 	}
+	if r.peak >= shrinkMin && len(r.m) < r.peak/4 {
+		m := make(map[string]*channel, len(r.m))
+		for name, ch := range r.m {
+			m[name] = ch
+		}
+		r.m, r.peak = m, len(m)
+	}
 }
+
+// shrinkMin is the map size below which sweepIdle does not bother
+// rebuilding the registry map.
+const shrinkMin = 4096
 
 // releaseAll drops every channel (after the event loops stopped).
 func (r *registry) releaseAll() {
