@@ -48,11 +48,17 @@ type dialConfig struct {
 	extra []byte
 	// rcvBuf sets SO_RCVBUF before connecting (0: system default).
 	rcvBuf int
+	// localIP is the source address to dial from (a loopback address such
+	// as 127.0.0.2); empty lets the kernel choose.
+	localIP string
 }
 
 // dialTransport opens TCP (and TLS in TLS mode, handshake done).
 func (ts *testServer) dialTransport(cfg dialConfig) (net.Conn, *net.TCPConn, error) {
 	d := net.Dialer{Timeout: shortWait}
+	if cfg.localIP != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(cfg.localIP)}
+	}
 	if cfg.rcvBuf > 0 {
 		d.Control = func(_, _ string, c syscall.RawConn) error {
 			var serr error
