@@ -3,9 +3,13 @@ package codec
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
+	"unicode"
 
+	"github.com/dchest/siphash"
 	"github.com/gobwas/ws"
 )
 
@@ -112,6 +116,54 @@ func FuzzDecodeHeader(f *testing.F) {
 		frame := AppendJoinFrame(nil, h.UID, h.Channel)
 		if !bytes.Equal(frame[HeaderLen(len(join)):], join) {
 			t.Fatalf("join frame %q", frame)
+		}
+	})
+}
+
+// FuzzCheckAuth checks CheckAuth and AuthToken against the SPEC 1.2 rule
+// written out plainly (fmt and dchest/siphash over the concatenation):
+// with MLES_KEY set auth is required; a present auth must equal the token,
+// ignoring hex case; anything else is refused with a 1008 error. valid
+// replaces auth with the right token, its case flipped by caseMask, so that
+// the fuzzer explores acceptance as well as refusal.
+func FuzzCheckAuth(f *testing.F) {
+	f.Add("alice", "example", "", "9b3b95527f7c2d80", false, true, false, uint16(0))
+	f.Add("alice", "example", "secret", "afa46b8689dae7a5", true, true, false, uint16(0))
+	f.Add("bob", "mles-channel", "0123456789", "F1D7402D0A290BDC", true, true, false, uint16(0))
+	f.Add("a", "b", "", "", false, false, false, uint16(0))
+	f.Add("a", "b", "k", "", true, false, false, uint16(0))
+	f.Add("u", "c", "", "zzzzzzzzzzzzzzzz", false, true, true, uint16(0xffff))
+	f.Add(string(text(600)), "c", "key", "0123456789abcdef0", true, true, true, uint16(0x5555))
+	f.Fuzz(func(t *testing.T, uid, channel, key, auth string, keySet, hasAuth, valid bool, caseMask uint16) {
+		effKey := key
+		if !keySet {
+			effKey = ""
+		}
+		want := fmt.Sprintf("%016x", siphash.Hash(0, 0, []byte(uid+channel+effKey)))
+		if got := AuthToken(uid, channel, effKey); got != want {
+			t.Fatalf("AuthToken(%q, %q, %q) = %s, want %s", uid, channel, effKey, got, want)
+		}
+		if valid {
+			b := []byte(want)
+			for i := range b {
+				if caseMask&(1<<i) != 0 {
+					b[i] = byte(unicode.ToUpper(rune(b[i])))
+				}
+			}
+			auth = string(b)
+		}
+		accept := (!hasAuth && !keySet) ||
+			(hasAuth && len(auth) == AuthTokenLen && strings.EqualFold(auth, want))
+		err := CheckAuth(Header{UID: uid, Channel: channel, Auth: auth, HasAuth: hasAuth}, key, keySet)
+		if (err == nil) != accept {
+			t.Fatalf("CheckAuth(uid %q, channel %q, auth %q, hasAuth %v, key %q, keySet %v) = %v, want accept %v",
+				uid, channel, auth, hasAuth, key, keySet, err, accept)
+		}
+		if err != nil {
+			var pe *ProtocolError
+			if !errors.As(err, &pe) || pe.Code != ws.StatusPolicyViolation {
+				t.Fatalf("error %v is not a 1008 *ProtocolError", err)
+			}
 		}
 	})
 }
