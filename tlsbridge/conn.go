@@ -174,16 +174,20 @@ func (c *Conn) handshake(ctx context.Context) {
 		// Take a semaphore slot only once the client has said something.
 		err = c.tr.waitInput()
 	}
+	held := false
 	if err == nil && c.sem != nil {
 		select {
 		case c.sem <- struct{}{}:
-			defer func() { <-c.sem }()
+			held = true
 		case <-ctx.Done():
 			err = ctx.Err()
 		}
 	}
 	if err == nil {
 		err = c.tc.HandshakeContext(ctx)
+	}
+	if held {
+		<-c.sem // before Wake: the loop may count free slots once it hears
 	}
 	if !stop() && err == nil {
 		// The context ended just as the handshake did: reads are closed.
