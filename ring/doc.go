@@ -21,30 +21,45 @@
 //			// wake brings this subscriber back.
 //			return
 //		case ring.Lost:
-//			if cursor < liveFrom {
-//				// history evicted (byte caps) or lapped during replay:
-//				// skip what is gone, it was never live for us
-//				if t := r.Tail(); t > cursor+1 {
-//					cursor = t - 1
-//				}
+//			if cursor < span.End && r.Tail() <= span.End {
+//				// history evicted or lapped during replay: skip what is
+//				// gone, it was never live for us
+//				cursor = r.Tail() - 1
 //				continue
 //			}
-//			// lapped, or evicted by a byte cap: the subscriber has missed
-//			// live messages (SPEC 1.6: close it with 1008 "slow consumer").
+//			// lapped: the subscriber has missed live messages
+//			// (SPEC 1.6: close it with 1008 "slow consumer").
 //			return
 //		}
-//		if m.From == self || (m.Join && cursor >= liveFrom) {
-//			continue // never echo; stored join frames are history only
+//		if m.From == self {
+//			continue // never echo
 //		}
-//		batch = append(batch, m.Frame)
+//		batch = append(batch, m.Frame...)
 //	}
 //
 // A joining member asks for the history span and starts its cursor at its Start; the same
 // cursor then runs into live traffic, so replay and live messages can neither interleave nor
-// reorder (SPEC 1.3). Join frames are delivered only below span.End (liveFrom above):
+// reorder (SPEC 1.3). Its own join frame is stored after the span is taken:
 //
 //	span := r.HistorySpan()
-//	cursor, liveFrom := span.Start, span.End
+//	cursor := span.Start
+//	mark.Lower(span.Start)
+//	r.PublishJoin(&ring.Message{Frame: joinFrame, From: connID})
+//
+// # Join frames
+//
+// A join frame is history, never traffic (SPEC 1.3), so it does not take a slot: the ring keeps
+// the stored join frames in a log beside the slots, each with its position in the channel's
+// order (the head when it was stored). A burst of joins therefore never laps a reader and never
+// counts as its lag, however many members join. HistorySpan merges the two into the newest
+// History items; the reader delivers span.Joins[i] before the message at Joins[i].Pos.
+//
+// # Marks
+//
+// A reader's Mark (or one Mark for a group of readers: the lowest cursor among them) keeps the
+// byte caps from evicting what it has not read yet: caps cut history, never a live reader's
+// backlog. Publish evicts below the lowest Mark only; Trim evicts the rest once the readers have
+// moved their marks. Marks do not hold back laps: a reader a whole ring behind sees Lost.
 //
 // Frames are shared by all readers and never modified after Publish; a reader keeps a frame
 // only until its write completes, and no frame goes back to a pool while a cursor can reach it
@@ -75,11 +90,13 @@
 //
 // # Memory
 //
-// A Ring holds at most Size messages, and its frame bytes are bounded by Config.MaxBytes and
-// the shared Budget: after publishing s, the producer evicts the oldest messages (never s
-// itself, never past a message still being written) while a cap is exceeded. Messages older
-// than the history limit are not released early, because readers lagging up to Size still need
-// them; the byte caps bound what they cost, and a reader that falls behind them sees Lost.
+// A Ring holds at most Size messages and History join frames, and its frame bytes are bounded
+// by Config.MaxBytes and the shared Budget: after publishing s, the producer evicts the oldest
+// messages and joins (never s itself, never at or above a Mark, never past a message still being
+// written) while a cap is exceeded. Messages older than the history limit are not released
+// early, because readers lagging up to Size still need them. What the marks hold back above the
+// caps is bounded by the ring's size and by how long a reader may stay behind (the server's
+// slow-consumer grace).
 //
 // Slots are allocated lazily: the chunk table on the first Publish, each chunk of slots by the
 // first producer that reaches it (installed by compare-and-swap). An empty Ring costs one small

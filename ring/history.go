@@ -54,14 +54,27 @@ func (r *Ring) release(n int64) {
 	r.budget.add(-n)
 }
 
-// evict drops the oldest messages while a byte cap is exceeded, called by the producer of s
-// once s is published. It never evicts s or anything newer (their producers handle those), and
-// stops at a message still being written: that message's producer evicts after publishing it,
-// so the caps may be exceeded only while a publish is in flight.
-func (r *Ring) evict(s uint64) {
+// Trim evicts the oldest history while a byte cap is exceeded, down to the lowest Mark. Readers
+// call it after moving their marks: a message they held back from eviction is history only
+// once they have read it. Safe from any goroutine.
+func (r *Ring) Trim() {
+	if r.over() {
+		r.trim(min(r.floor(), r.head.Load()))
+	}
+}
+
+// trim evicts the oldest messages and stored joins, oldest first across both, while a byte cap
+// is exceeded. It never evicts a message at or above limit (the publisher's own message, the
+// lowest Mark), and stops at a message still being written: that message's producer trims after
+// publishing it, so the caps may be exceeded only while a publish is in flight or a reader
+// holds messages back.
+func (r *Ring) trim(limit uint64) {
 	for r.over() {
 		t := r.tail.Load()
-		if t >= s {
+		if r.joinN.Load() > 0 && r.evictJoin(t) {
+			continue
+		}
+		if t >= limit {
 			return
 		}
 		sl := r.slotIfAllocated(t)
@@ -95,12 +108,13 @@ func (r *Ring) evictSlot(sl *slot, v uint64) {
 	sl.seq.Store(v | evictedBit)
 }
 
-// Release drops every message, returns their bytes to the Budget and moves the tail to the
-// head; readers then see Lost. Use it when the channel is dropped, after the last Publish has
+// Release drops every message and stored join, returns their bytes to the Budget and moves the
+// tail to the head; readers then see Lost. Use it when the channel is dropped, after the last Publish has
 // returned: a Publish that finishes during Release may leave its message in the ring. Slot
 // memory is left to the garbage collector with the Ring.
 func (r *Ring) Release() {
 	r.advanceTail(r.head.Load())
+	r.releaseJoins()
 	t := r.table.Load()
 	if t == nil {
 		return
@@ -130,47 +144,85 @@ func (r *Ring) Release() {
 	}
 }
 
-// Span is a range of sequences [Start, End).
+// Span is the history a joiner replays: the data messages [Start, End) of the ring and the
+// stored join frames among them, in the channel's one order.
 type Span struct {
 	Start, End uint64
+	// Joins are the stored join frames of the history, oldest first; each Pos is in
+	// [Start, End]. A reader delivers the joins with Pos <= c before data message c, and those
+	// with Pos == End after the last message of the span.
+	Joins []JoinAt
 }
 
-// Len returns the number of sequences in the span.
-func (s Span) Len() int { return int(s.End - s.Start) }
+// Len returns the number of items in the span: messages and stored joins.
+func (s Span) Len() int { return int(s.End-s.Start) + len(s.Joins) }
 
 // HistorySpan returns the history a new member replays: the newest min(History, available)
-// messages before End (the head when called), not older than the tail (evictions), not older
-// than End-Size+Size/4 (a quarter of the ring is headroom, so publishes racing the replay do
-// not lap it), and, with MaxBytes, only as many of the newest as fit in MaxBytes.
+// items (messages and stored join frames, merged in order) before End (the head when called),
+// no message older than the tail (evictions), nor older than End-Size+Size/4 (a quarter of the
+// ring is headroom, so publishes racing the replay do not lap it), and, with MaxBytes, only as
+// many of the newest as fit in MaxBytes. A join older than the oldest message of the span is in
+// it only if nothing between them is missing.
 //
 // The joiner sets its cursor to Start and reads on into live traffic with the same cursor;
-// messages at or after End are live (deliver Join messages only below End). Messages inside the
-// span may still be in flight (NotReady); the reader waits for them as for any other.
+// messages at or after End are live. Messages inside the span may still be in flight
+// (NotReady); the reader waits for them as for any other. Store the join frame of the joiner
+// itself (PublishJoin) after taking its span.
 func (r *Ring) HistorySpan() Span {
+	j := &r.joins
+	j.mu.Lock() // a PublishJoin cannot slip between the head and the joins we see
+	defer j.mu.Unlock()
 	h := r.head.Load()
-	start := h - min(r.history, r.window, h)
-	if t := r.tail.Load(); start < t {
-		start = min(t, h) // the tail may have moved past h since we loaded it
+	lo := h - min(r.history, r.window, h) // the oldest message the count limit allows
+	if t := r.tail.Load(); lo < t {
+		lo = min(t, h) // the tail may have moved past h since we loaded it
 	}
-	if r.maxBytes > 0 {
-		var sum int64
-		for seq := h; seq > start; seq-- {
-			m, st := r.Read(seq - 1)
+	if j.n == 0 && r.maxBytes == 0 {
+		return Span{Start: lo, End: h}
+	}
+	// Walk back from the newest item, taking the newer of the next message and the next join.
+	s, ji := h, j.n // messages [s, h) and joins [ji, n) are in
+	var sum int64
+	for count := uint64(0); count < r.history; {
+		dataOK := s > lo
+		joinOK := ji > 0 && j.at(ji-1).Pos >= lo
+		if !dataOK && !joinOK {
+			break
+		}
+		var size int64
+		isJoin := joinOK && (!dataOK || j.at(ji-1).Pos >= s)
+		if isJoin {
+			size = int64(len(j.at(ji - 1).Msg.Frame))
+		} else {
+			m, st := r.Read(s - 1)
 			if st == Lost {
-				start = seq
-				break
+				lo = s // evicted under us: nothing older is contiguous
+				continue
 			}
 			if st == Ready {
-				sum += int64(len(m.Frame))
-				if sum > r.maxBytes {
-					start = seq
-					break
-				}
+				size = int64(len(m.Frame))
 			}
 		}
+		if r.maxBytes > 0 && sum+size > r.maxBytes {
+			break
+		}
+		sum += size
+		count++
+		if isJoin {
+			ji--
+		} else {
+			s--
+		}
 	}
-	return Span{Start: start, End: h}
+	sp := Span{Start: s, End: h}
+	if ji < j.n {
+		sp.Joins = make([]JoinAt, j.n-ji)
+		for i := range sp.Joins {
+			sp.Joins[i] = *j.at(ji + i)
+		}
+	}
+	return sp
 }
 
-// HistoryStart returns HistorySpan().Start: the first sequence a new member should replay.
+// HistoryStart returns HistorySpan().Start: the first message a new member should replay.
 func (r *Ring) HistoryStart() uint64 { return r.HistorySpan().Start }

@@ -15,8 +15,6 @@ type Message struct {
 	Frame []byte
 	// From is the publisher's connection id; readers skip their own messages.
 	From uint64
-	// Join marks a stored join frame (SPEC 1.3): delivered in history replay only, never live.
-	Join bool
 }
 
 // Status says what Read found at a sequence.
@@ -28,8 +26,8 @@ const (
 	// NotReady: the sequence is not published yet (not claimed, or claimed and still being
 	// written). Stop reading; the publisher's wake brings the reader back.
 	NotReady
-	// Lost: the message was overwritten one or more laps later, or evicted by a byte cap or
-	// Release. The reader fell too far behind and has missed it for good.
+	// Lost: the message was overwritten one or more laps later, or evicted by a byte cap (below
+	// every Mark) or Release. The reader fell too far behind and has missed it for good.
 	Lost
 )
 
@@ -110,7 +108,11 @@ type Ring struct {
 	table atomic.Pointer[table]
 	head  atomic.Uint64 // next sequence to claim
 	tail  atomic.Uint64 // all sequences below tail are evicted or overwritten
-	bytes atomic.Int64  // len(Frame) summed over retained (and in-flight) messages
+	bytes atomic.Int64  // len(Frame) summed over retained (and in-flight) messages and joins
+
+	marks atomic.Pointer[[]*Mark] // copy-on-write; nil until the first NewMark
+	joins joinLog                 // stored join frames, beside the slots
+	joinN atomic.Int32            // joins.n, readable without the lock
 }
 
 // New returns an empty Ring. It allocates no slots: see the package documentation.
@@ -166,7 +168,8 @@ func (r *Ring) Len() int {
 // claims the sequence; the slot is written, then its sequence word published. Publish never
 // waits for readers; it may only wait, briefly, for the producer that claimed the same slot
 // one lap earlier (or for an eviction of that message) to finish. Afterwards it evicts the
-// oldest messages while the ring or the Budget is over its byte cap, never m itself.
+// oldest messages while the ring or the Budget is over its byte cap, never m itself and never
+// a message at or above a Mark.
 //
 // m must not be nil, and neither m nor m.Frame may be modified afterwards.
 func (r *Ring) Publish(m *Message) uint64 {
@@ -210,7 +213,7 @@ func (r *Ring) fill(s uint64, m *Message) {
 	sl.seq.Store(s + 1)
 
 	if r.over() {
-		r.evict(s)
+		r.trim(min(s, r.floor()))
 	}
 }
 

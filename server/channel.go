@@ -141,6 +141,9 @@ type group struct {
 
 	dirty atomic.Bool  // a drain is scheduled and has not started yet
 	n     atomic.Int32 // len(subs), readable from any loop
+	// mark is at or below the cursor of every subscriber of the group, so
+	// the ring's byte caps never evict what they have not read yet.
+	mark *ring.Mark
 
 	subs []*conn // owned by l
 	run  gnet.RunnableFunc
@@ -152,7 +155,7 @@ func (ch *channel) groupFor(l *loop) *group {
 	if g := ch.groups[l.idx].Load(); g != nil {
 		return g
 	}
-	g := &group{ch: ch, l: l}
+	g := &group{ch: ch, l: l, mark: ch.ring.NewMark()}
 	g.run = func(context.Context) error {
 		g.l.tick()
 		g.drain()
@@ -178,20 +181,31 @@ func (g *group) remove(c *conn) {
 	g.subs = g.subs[:last]
 	g.n.Store(int32(len(g.subs)))
 	c.grp = nil
+	if last == 0 {
+		g.mark.Set(ring.NoMark)
+	}
 }
 
 // drain delivers everything new in the ring to each subscriber of the group.
 // The dirty flag is cleared before reading, so a publish that lands during the
-// drain marks the group again and nothing is missed.
+// drain marks the group again and nothing is missed. Then it raises the
+// group's mark to the lowest cursor and lets the ring trim what every
+// subscriber has read, should a byte cap be exceeded.
 func (g *group) drain() {
 	g.dirty.Store(false)
 	l := g.l
 	subs := append(l.subs[:0], g.subs...) // drains may close, and closing edits g.subs
+	low := uint64(ring.NoMark)
 	for _, c := range subs {
 		c.drain()
+		if c.grp == g {
+			low = min(low, c.cursor)
+		}
 	}
 	clear(subs)
 	l.subs = subs[:0]
+	g.mark.Set(low)
+	g.ch.ring.Trim()
 }
 
 // publish stores m in the channel's ring and wakes every loop that has
@@ -200,9 +214,6 @@ func (g *group) drain() {
 func (ch *channel) publish(m *ring.Message, from *loop) {
 	ch.ring.Publish(m)
 	ch.lastActive.Store(from.now)
-	if m.Join {
-		return // history only: drains pass over it, no need to wake anyone
-	}
 	for i := range ch.groups {
 		g := ch.groups[i].Load()
 		if g == nil || g.n.Load() == 0 || !g.dirty.CompareAndSwap(false, true) {

@@ -58,16 +58,51 @@ type conn struct {
 	fr  codec.FrameReader
 
 	// Membership, set by join.
-	ch        *channel
-	key       memberKey
-	uidID     string // hashed uid for logs
-	grp       *group
-	grpIdx    int
-	cursor    uint64 // next ring sequence to deliver
-	replayEnd uint64 // sequences below are history: stored join frames are delivered
-	pausedAt  int64  // when the subscriber went above MaxPending; 0 when not paused
-	pings     int    // pings sent since the last inbound bytes
-	nextPing  int64
+	ch       *channel
+	key      memberKey
+	uidID    string // hashed uid for logs
+	grp      *group
+	grpIdx   int
+	cursor   uint64  // next ring sequence to deliver
+	replay   *replay // stored joins still to deliver; nil once the history is out
+	pausedAt int64   // when the subscriber went above MaxPending; 0 when not paused
+	pings    int     // pings sent since the last inbound bytes
+	nextPing int64
+
+	// Output in progress. A frame of copyMax bytes or more is written in
+	// slices of the ring's shared frame while the output has room, never
+	// copied whole per subscriber: part is that frame, partOff how much of
+	// it has gone to gnet. A close waits for it, so no frame is cut.
+	part    *ring.Message
+	partOff int
+	pong    []byte // the payload of a ping answered once part is out (fPong)
+
+	// Closing: the close frame to send once part is out, and when to stop
+	// waiting for the output to flush and close hard.
+	lingerUntil int64
+	closeText   string
+	closeStatus ws.StatusCode
+	flags       connFlags
+}
+
+// connFlags are the connection's small yes/no states, packed.
+type connFlags uint8
+
+const (
+	fWaiting    connFlags = 1 << iota // in the loop's waiting list (loop.wait)
+	fShutdown                         // deliver up to the head, then close 1001
+	fCloseFrame                       // a close frame is due once part is out
+	fNotify                           // a TLS close_notify is due with it
+	fHardClose                        // gc.Close was called
+	fPong                             // a pong is due once part is out
+)
+
+// replay holds the stored join frames of a joiner's history, merged into
+// the messages by position as the cursor passes them.
+type replay struct {
+	joins []ring.JoinAt
+	next  int
+	end   uint64 // the span's End: messages below are history, from End on live
 }
 
 // upgradeState holds the request bytes received so far, which the
@@ -142,7 +177,11 @@ func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
 	l.tick()
 	data, _ := gc.Next(-1) // valid until this callback returns
 	if c.state == stClosing {
+		c.finishClose() // the peer may have read everything (a close echo)
 		return gnet.None
+	}
+	if s.draining.Load() && c.state == stJoined {
+		return gnet.None // shutting down: nothing more is accepted
 	}
 	if len(data) > 0 && c.state == stJoined {
 		c.pings = 0
@@ -278,6 +317,12 @@ func (c *conn) onFrames(p []byte) {
 		case codec.EventMessage:
 			c.onMessage()
 		case codec.EventPing:
+			if c.part != nil {
+				// A frame is going out in slices: the pong follows it.
+				c.pong = append(c.pong[:0], c.fr.Control()...)
+				c.flags |= fPong
+				continue
+			}
 			c.send(codec.AppendFrame(c.l.out[:0], ws.OpPong, c.fr.Control()))
 		case codec.EventClose:
 			c.onClientClose()
@@ -384,12 +429,20 @@ func (c *conn) join(h codec.Header) {
 	}
 
 	span := ch.ring.HistorySpan()
-	c.cursor, c.replayEnd = span.Start, span.End
-	ch.groupFor(l).add(c)
-	frame := codec.AppendJoinFrame(nil, h.UID, h.Channel)
-	ch.publish(&ring.Message{Frame: frame, From: c.id, Join: true}, l)
+	c.cursor = span.Start
+	if span.Len() > 0 {
+		c.replay = &replay{joins: span.Joins, end: span.End}
+	}
+	g := ch.groupFor(l)
+	g.add(c)
+	// Hold the history back from the byte caps before storing the join
+	// frame, which may push the channel over them: the replay is read
+	// first, then trimmed (a history that fits its caps is replayed whole).
+	g.mark.Lower(span.Start)
+	ch.ring.PublishJoin(&ring.Message{Frame: codec.AppendJoinFrame(nil, h.UID, h.Channel), From: c.id})
+	ch.lastActive.Store(l.now)
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
-		s.log.Debug("joined", "conn", c.id, "uid", c.uidID, "channel", ch.hid, "history", c.replayEnd-c.cursor)
+		s.log.Debug("joined", "conn", c.id, "uid", c.uidID, "channel", ch.hid, "history", span.Len())
 	}
 	c.drain()
 }
@@ -439,7 +492,9 @@ func (c *conn) flush() {
 // drain delivers the subscriber's backlog from its cursor to the ring head
 // with one write per batch: small frames are copied into the loop's batch
 // buffer and written with one write (plain) or one tls.Conn.Write (TLS);
-// a large frame goes out on its own without a copy.
+// a large frame goes out in slices of the ring's frame, without a copy.
+// While the output holds more than MaxPending it stops: the ring is the
+// subscriber's queue, and the loop's waiting list resumes it.
 //
 // Why a copy and not writev: x/sys/unix.Writev, which gnet calls, allocates
 // its iovec array on every call (and again as it grows past 8 entries). For
@@ -450,6 +505,9 @@ func (c *conn) drain() {
 		return
 	}
 	s, l, r := c.s, c.l, c.ch.ring
+	if !c.writePart() {
+		return
+	}
 	if c.gc.OutboundBuffered() > s.opts.MaxPending {
 		c.pause()
 		return
@@ -457,43 +515,68 @@ func (c *conn) drain() {
 	c.pausedAt = 0
 	head := r.Head()
 	batch := l.batch[:0]
-	for c.cursor < head {
+	for {
+		if rp := c.replay; rp != nil {
+			// Stored joins due before the message at the cursor.
+			for rp.next < len(rp.joins) && rp.joins[rp.next].Pos <= c.cursor {
+				batch = append(batch, rp.joins[rp.next].Msg.Frame...)
+				rp.next++
+			}
+			if rp.next == len(rp.joins) && c.cursor >= rp.end {
+				c.replay = nil // the history is out
+			}
+		}
+		if c.cursor >= head {
+			break
+		}
 		m, st := r.Read(c.cursor)
 		if st == ring.NotReady {
 			break // its publisher's wake brings this loop back
 		}
-		if st == ring.Lost && c.cursor < c.replayEnd {
-			// History shrank under byte pressure while replaying: skip
-			// to what is still there.
-			if t := r.Tail(); t > c.cursor {
-				c.cursor = t
-			} else {
-				c.cursor++
-			}
-			continue
-		}
 		if st == ring.Lost {
+			if rp := c.replay; rp != nil && c.cursor < rp.end && r.Tail() <= rp.end {
+				// History evicted or overwritten while it was replayed:
+				// skip to what is still there. Nothing live is lost.
+				c.cursor = max(r.Tail(), c.cursor+1)
+				continue
+			}
+			// Lapped: what it missed is gone. It gets what came before
+			// the gap, then 1008 (SPEC 1.6), never a silent gap.
+			if len(batch) > 0 {
+				c.writeOut(batch)
+			}
 			l.batch = batch[:0]
 			c.slowConsumer("lapped by the ring")
 			return
 		}
-		seq := c.cursor
 		c.cursor++
-		if m.From == c.id || (m.Join && seq >= c.replayEnd) {
+		if m.From == c.id {
 			continue
 		}
 		if len(m.Frame) < copyMax {
-			batch = append(batch, m.Frame...)
-			if len(batch) < batchMax {
-				continue
+			if len(batch)+len(m.Frame) > c.writeMax(batchMax) {
+				c.writeOut(batch)
+				batch = batch[:0]
+				if c.dead || c.gc.OutboundBuffered() > s.opts.MaxPending {
+					c.cursor-- // not delivered: read it again when resumed
+					if !c.dead {
+						c.pause()
+					}
+					break
+				}
 			}
+			batch = append(batch, m.Frame...)
+			continue
 		}
+		// A large frame: what is batched goes first, then the frame in
+		// slices of the ring's copy.
 		if len(batch) > 0 {
 			c.writeOut(batch)
 			batch = batch[:0]
 		}
-		if len(m.Frame) >= copyMax {
-			c.writeOut(m.Frame)
+		c.part, c.partOff = m, 0
+		if !c.writePart() {
+			break
 		}
 		if c.dead || c.state != stJoined {
 			break
@@ -503,15 +586,69 @@ func (c *conn) drain() {
 			break
 		}
 	}
-	if len(batch) > 0 {
+	if len(batch) > 0 && !c.dead {
 		c.writeOut(batch)
 	}
 	l.batch = batch[:0]
+	if c.flags&fShutdown != 0 && c.state == stJoined && c.part == nil && c.replay == nil && c.cursor >= r.Head() {
+		c.closeWith(closeShutdown) // everything accepted before the shutdown is out
+	}
 }
 
-// copyMax is the frame size from which drain writes a frame on its own
+// copyMax is the frame size from which drain writes a frame in slices
 // instead of copying it into the batch.
 const copyMax = 8 << 10
+
+// sliceMax is the most of a large frame handed to gnet at once: gnet
+// copies what the socket does not take, so this bounds the copy beyond
+// MaxPending.
+const sliceMax = 64 << 10
+
+// writePart writes the rest of the large frame in progress, in slices,
+// while the output holds at most MaxPending, and reports whether it is
+// done (true also when there is none). When the output is full it pauses
+// the connection and returns false.
+func (c *conn) writePart() bool {
+	for c.part != nil {
+		if c.dead {
+			return false
+		}
+		if c.gc.OutboundBuffered() > c.s.opts.MaxPending {
+			c.pause()
+			return false
+		}
+		c.pausedAt = 0
+		p := c.part.Frame[c.partOff:]
+		if n := c.writeMax(sliceMax); len(p) > n {
+			p = p[:n]
+		}
+		c.partOff += len(p)
+		if c.partOff == len(c.part.Frame) {
+			c.part, c.partOff = nil, 0
+		}
+		c.writeOut(p)
+		if c.part == nil && c.flags&fPong != 0 {
+			c.flags &^= fPong
+			c.send(codec.AppendFrame(c.l.out[:0], ws.OpPong, c.pong))
+			c.pong = nil
+		}
+	}
+	return true
+}
+
+// tlsOverhead is room left in a write for the TLS records' headers and
+// tags (small records at first, with crypto/tls's dynamic record sizing).
+const tlsOverhead = 8 << 10
+
+// writeMax returns the most plaintext to hand to one write so that what
+// gnet may have to copy, n bytes or their ciphertext, stays within n's
+// power-of-two size class of gnet's buffer pool.
+func (c *conn) writeMax(n int) int {
+	if c.tls != nil {
+		return n - tlsOverhead
+	}
+	return n
+}
 
 // writeOut writes frames to the subscriber: encrypted and flushed in TLS
 // mode, straight to gnet (which copies only what the socket did not take)
@@ -525,9 +662,35 @@ func (c *conn) writeOut(p []byte) {
 	_, _ = c.gc.Write(p)
 }
 
+// pause notes that the subscriber's output is over MaxPending and puts it
+// on the loop's waiting list, which resumes it once the output drains.
 func (c *conn) pause() {
 	if c.pausedAt == 0 {
 		c.pausedAt = c.l.now
+	}
+	c.l.wait(c)
+}
+
+// resume continues a connection from the loop's waiting list: a paused
+// subscriber drains on (or is closed past its grace), a closing one
+// flushes on.
+func (c *conn) resume() {
+	if c.dead {
+		return
+	}
+	switch c.state {
+	case stJoined:
+		if c.flags&fShutdown != 0 && c.l.now >= c.s.shutdownData.Load() {
+			c.slowConsumer("behind at shutdown")
+			return
+		}
+		if c.pausedAt != 0 && c.l.now-c.pausedAt >= int64(c.s.opts.SlowGrace) {
+			c.slowConsumer("pending above max-pending past the grace period")
+			return
+		}
+		c.drain()
+	case stClosing:
+		c.finishClose()
 	}
 }
 
@@ -554,12 +717,11 @@ func (c *conn) sweep() {
 		if c.tls != nil {
 			c.tls.Shrink() // an idle member keeps no empty bridge buffers
 		}
-		if c.pausedAt != 0 {
-			if now-c.pausedAt >= int64(c.s.opts.SlowGrace) {
-				c.slowConsumer("pending above max-pending past the grace period")
+		if c.pausedAt != 0 || c.flags&fShutdown != 0 {
+			c.resume() // the waiting list's backstop
+			if c.state != stJoined {
 				return
 			}
-			c.drain()
 		}
 		if now < c.nextPing {
 			return
@@ -570,8 +732,12 @@ func (c *conn) sweep() {
 		}
 		c.pings++
 		c.nextPing = now + int64(c.s.opts.PingInterval)
-		c.send(codec.AppendFrame(c.l.out[:0], ws.OpPing, nil))
-		c.flush()
+		if c.part == nil { // a ping must not cut a frame in slices
+			c.send(codec.AppendFrame(c.l.out[:0], ws.OpPing, nil))
+			c.flush()
+		}
+	case stClosing:
+		c.finishClose()
 	}
 }
 
@@ -580,9 +746,11 @@ func (c *conn) closeWith(r closeReason) {
 	c.closeCode(r, closeInfo[r].code, closeInfo[r].text)
 }
 
-// closeCode leaves the channel at once, sends a close frame with code (if
-// the connection speaks WebSocket and code is not 0) and a TLS close_notify,
-// and asks gnet to close the socket after flushing. It runs once.
+// closeCode leaves the channel at once, stops data, and closes politely:
+// the rest of a frame in slices, then a close frame with code (if the
+// connection speaks WebSocket and code is not 0) and a TLS close_notify,
+// then the socket once the output is flushed or CloseLinger passes. No
+// frame is ever cut by the close frame. It runs once.
 func (c *conn) closeCode(r closeReason, code ws.StatusCode, text string) {
 	if c.state == stClosing || c.dead {
 		return
@@ -591,21 +759,54 @@ func (c *conn) closeCode(r closeReason, code ws.StatusCode, text string) {
 	established := c.state != stHandshake
 	c.state = stClosing
 	c.reason = r
+	c.replay = nil
 	c.leave()
+	c.lingerUntil = c.l.now + int64(c.s.opts.CloseLinger)
+	if c.s.draining.Load() {
+		c.lingerUntil = min(c.lingerUntil, c.s.shutdownEnd.Load())
+	}
 	if upgraded && (code != 0 || r == closeClient) {
-		if code == 0 {
-			c.send(codec.AppendFrameHeader(c.l.out[:0], ws.OpClose, 0))
-		} else {
-			c.send(codec.AppendClose(c.l.out[:0], code, text))
-		}
+		c.flags |= fCloseFrame
+		c.closeStatus, c.closeText = code, text
 	}
 	if c.tls != nil && established {
+		c.flags |= fNotify
+	}
+	c.finishClose()
+}
+
+// finishClose moves a closing connection on: the rest of a sliced frame,
+// the close frame, then the socket once gnet has flushed the output (or
+// at lingerUntil, whatever is left). The loop's waiting list calls it
+// again until then; so does any traffic from the peer (its close echo).
+func (c *conn) finishClose() {
+	if c.dead || c.flags&fHardClose != 0 {
+		return
+	}
+	done := c.writePart()
+	if done && c.flags&fCloseFrame != 0 {
+		c.flags &^= fCloseFrame
+		if c.closeStatus == 0 {
+			c.send(codec.AppendFrameHeader(c.l.out[:0], ws.OpClose, 0))
+		} else {
+			c.send(codec.AppendClose(c.l.out[:0], c.closeStatus, c.closeText))
+		}
+		c.closeText = ""
+	}
+	if done && c.flags&fNotify != 0 {
+		c.flags &^= fNotify
 		c.tls.CloseNotify()
 	}
 	c.flush()
-	if !c.dead {
-		_ = c.gc.Close()
+	if c.dead {
+		return
 	}
+	if (done && c.gc.OutboundBuffered() == 0) || c.l.now >= c.lingerUntil {
+		c.flags |= fHardClose
+		_ = c.gc.Close()
+		return
+	}
+	c.l.wait(c)
 }
 
 // leave releases the channel membership, once.
@@ -642,6 +843,7 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 		c.leave()
 	}
 	c.dead = true
+	c.part, c.pong, c.replay = nil, nil, nil // the waiting list may hold c a little longer
 	c.endHandshake()
 	if c.tls != nil {
 		c.tls.Close()

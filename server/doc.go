@@ -15,6 +15,20 @@
 // (writev in plain mode, one tls.Conn.Write in TLS mode). A subscriber whose
 // unsent bytes pass Options.MaxPending is paused (the ring is its queue) and
 // closed as a slow consumer when the ring laps it or the grace period ends.
+// A large frame goes out in slices of the ring's shared frame while the
+// output has room, so pending bytes stay near MaxPending whatever the
+// message size. gnet has no writable callback: a loop keeps the
+// connections that wait for their output (paused, in slices, closing) on a
+// waiting list that a timer brings back every pumpInterval.
+//
+// Each group keeps a ring.Mark at its lowest cursor, so the history byte
+// caps never evict what a member has not read; stored join frames live
+// beside the ring (ring.PublishJoin), so joins never lap anyone.
+//
+// Closing with a code stops data, finishes a frame in slices, sends the
+// close frame and closes once gnet has flushed the output, or after
+// Options.CloseLinger. Shutdown first delivers what the channels accepted
+// (for three quarters of DrainTimeout), then 1001.
 //
 // Use:
 //

@@ -28,7 +28,21 @@ type loop struct {
 	sweepRun gnet.RunnableFunc
 	flushRun gnet.RunnableFunc
 	flushing bool // flushRun is queued on the loop and has not run yet
+
+	// Connections waiting for their output to drain: paused subscribers,
+	// frames in slices, polite closes. gnet has no writable callback, so a
+	// timer brings pumpRun to the loop every pumpInterval while any wait.
+	waiting  []*conn
+	spare    []*conn
+	pumpRun  gnet.RunnableFunc
+	pumpT    *time.Timer // created on first use; fires off the loop
+	pumpArmd bool        // pumpT is set or pumpRun queued
 }
+
+// pumpInterval is how often connections waiting for their output to drain
+// are looked at: short enough that a large frame in slices flows at socket
+// speed (MaxPending per interval), long enough to cost nothing measurable.
+const pumpInterval = 5 * time.Millisecond
 
 // scratchKeep is the capacity above which a scratch buffer is dropped after
 // use instead of kept, so that one huge message does not pin memory forever.
@@ -45,6 +59,12 @@ func newLoop(s *Server, idx int, el gnet.EventLoop) *loop {
 	l.flushRun = func(context.Context) error {
 		l.flushing = false
 		l.tick()
+		l.runPending()
+		return nil
+	}
+	l.pumpRun = func(context.Context) error {
+		l.tick()
+		l.pump()
 		l.runPending()
 		return nil
 	}
@@ -87,6 +107,41 @@ func (l *loop) runPending() {
 	l.trimScratch() // drains grow the batch buffer
 }
 
+// wait puts c on the waiting list, once, and arms the pump.
+func (l *loop) wait(c *conn) {
+	if c.flags&fWaiting != 0 {
+		return
+	}
+	c.flags |= fWaiting
+	l.waiting = append(l.waiting, c)
+	if l.pumpArmd {
+		return
+	}
+	l.pumpArmd = true
+	if l.pumpT == nil {
+		el, run := l.el, l.pumpRun
+		l.pumpT = time.AfterFunc(pumpInterval, func() {
+			_ = el.Execute(context.Background(), run)
+		})
+		return
+	}
+	l.pumpT.Reset(pumpInterval)
+}
+
+// pump resumes every waiting connection; those still waiting put
+// themselves back on the list.
+func (l *loop) pump() {
+	l.pumpArmd = false
+	ws := l.waiting
+	l.waiting = l.spare[:0]
+	for _, c := range ws {
+		c.flags &^= fWaiting
+		c.resume()
+	}
+	clear(ws)
+	l.spare = ws[:0]
+}
+
 // sweep enforces deadlines, liveness pings and slow-consumer grace for every
 // connection of the loop. It runs on the loop once per tick.
 func (l *loop) sweep() {
@@ -95,18 +150,20 @@ func (l *loop) sweep() {
 	}
 }
 
-// closeAll starts graceful shutdown of every connection of the loop.
+// closeAll starts graceful shutdown of every connection of the loop, once
+// no loop accepts messages any more: a member first gets everything the
+// channels accepted (drain, then resume from the waiting list), then 1001.
+// One that cannot keep up by Server.shutdownData gets 1008 instead.
 func (l *loop) closeAll() {
 	l.tick()
-	// First deliver what the channels accepted up to now, so that a member
-	// gets every message published before the shutdown reached its loop,
-	// then the 1001.
 	l.runPending()
 	for c := range l.conns {
-		c.drain()
-	}
-	for c := range l.conns {
-		c.closeWith(closeShutdown)
+		if c.state == stJoined {
+			c.flags |= fShutdown
+			c.drain()
+		} else {
+			c.closeWith(closeShutdown)
+		}
 	}
 	l.runPending()
 }

@@ -82,8 +82,14 @@ type Options struct {
 	PingMax int
 	// ChannelIdle is how long an empty channel keeps its history. Default 30 days.
 	ChannelIdle time.Duration
-	// DrainTimeout bounds graceful shutdown. Default 5 s.
+	// DrainTimeout bounds graceful shutdown: members receive what was
+	// accepted before it (for three quarters of it at most), then 1001.
+	// Default 5 s.
 	DrainTimeout time.Duration
+	// CloseLinger is how long a closing connection keeps flushing its
+	// queued output (the rest of a frame, then the close frame) before it
+	// is closed hard. Default 3 s.
+	CloseLinger time.Duration
 	// TickInterval is the timer resolution of deadlines and sweeps. Default 1 s.
 	TickInterval time.Duration
 	// ReleaseQuiet is how long no new connection must open before the
@@ -159,6 +165,7 @@ func (o *Options) Validate() error {
 	def(&o.PingMax, 3)
 	defd(&o.ChannelIdle, 30*24*time.Hour)
 	defd(&o.DrainTimeout, 5*time.Second)
+	defd(&o.CloseLinger, 3*time.Second)
 	defd(&o.TickInterval, time.Second)
 	if o.ReleaseQuiet == 0 {
 		o.ReleaseQuiet = 2 * time.Second

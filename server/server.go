@@ -43,6 +43,8 @@ type Server struct {
 	eng     gnet.Engine
 	addr    net.Addr
 	booted  chan struct{}
+	running chan struct{} // closed by the first OnTick: every loop's poller is open
+	runOnce sync.Once
 	stopped chan struct{}
 	runErr  error
 
@@ -54,6 +56,11 @@ type Server struct {
 	// refusedPerIP counts connections closed at accept by MaxConnsPerIP.
 	refusedPerIP atomic.Int64
 	draining     atomic.Bool
+	// During shutdown (unix nanoseconds): members still behind at
+	// shutdownData are closed 1008 instead of 1001; closing connections
+	// wait for their output until shutdownEnd at most.
+	shutdownData atomic.Int64
+	shutdownEnd  atomic.Int64
 
 	startOnce    sync.Once
 	shutdownOnce sync.Once
@@ -87,6 +94,7 @@ func New(opts Options) (*Server, error) {
 		perIP:   newIPLimiter(opts.MaxConnsPerIP),
 		loopIdx: make(map[gnet.EventLoop]*loop),
 		booted:  make(chan struct{}),
+		running: make(chan struct{}),
 		mem:     newMemReleaser(opts.ReleaseQuiet),
 		stopped: make(chan struct{}),
 	}
@@ -96,15 +104,17 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Start starts the event loops and returns once the server listens, or with
-// the error that kept it from listening.
+// Start starts the event loops and returns once the server listens and its
+// loops run, or with the error that kept it from listening.
 func (s *Server) Start() error {
 	err := errors.New("server: already started")
 	s.startOnce.Do(func() {
 		err = nil
 		go s.run()
+		// gnet calls OnBoot before it opens the loops' pollers; the ticker
+		// starts after them.
 		select {
-		case <-s.booted:
+		case <-s.running:
 		case <-s.stopped:
 			err = s.runErr
 			if err == nil {
@@ -170,18 +180,37 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-s.stopped:
 			return
 		}
+		// One deadline for the whole drain: delivering what was accepted,
+		// the clients' close handshakes, then the engine stop. Members get
+		// the first three quarters to receive their backlog.
+		start := time.Now()
+		s.shutdownData.Store(start.Add(s.opts.DrainTimeout * 3 / 4).UnixNano())
+		s.shutdownEnd.Store(start.Add(s.opts.DrainTimeout).UnixNano())
 		s.draining.Store(true)
 		s.log.Info("shutting down", "conns", s.conns.Load())
-		for _, l := range *s.loops.Load() {
+		dctx, cancel := context.WithTimeout(ctx, s.opts.DrainTimeout)
+		defer cancel()
+		// Once every loop has run a task after draining was set, no
+		// callback that started before it is still publishing: the heads
+		// the members drain to are final.
+		loops := *s.loops.Load()
+		var barrier sync.WaitGroup
+		for _, l := range loops {
+			barrier.Add(1)
+			if l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+				barrier.Done()
+				return nil
+			})) != nil {
+				barrier.Done()
+			}
+		}
+		waitGroup(dctx, &barrier)
+		for _, l := range loops {
 			_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 				l.closeAll()
 				return nil
 			}))
 		}
-		// One deadline for the whole drain: the clients' close handshakes,
-		// then the engine stop.
-		dctx, cancel := context.WithTimeout(ctx, s.opts.DrainTimeout)
-		defer cancel()
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
 	wait:
@@ -202,6 +231,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.reg.releaseAll()
 	})
 	return s.shutdownErr
+}
+
+// waitGroup waits for wg or ctx, whichever comes first.
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 // OnBoot records the engine and the resolved listen address.
@@ -239,6 +281,7 @@ func (s *Server) listenAddr() net.Addr {
 // connections (deadlines, liveness, paused subscribers) and drops channels
 // idle past ChannelIdle.
 func (s *Server) OnTick() (time.Duration, gnet.Action) {
+	s.runOnce.Do(func() { close(s.running) })
 	for _, l := range *s.loops.Load() {
 		_ = l.el.Execute(context.Background(), l.sweepRun)
 	}

@@ -81,6 +81,7 @@ func parse(args []string) (*flags, *pflag.FlagSet, error) {
 	fs.IntVar(&o.PingMax, "ping-max", 3, "pings without any inbound frame before the connection is closed")
 	fs.DurationVar(&o.ChannelIdle, "channel-idle", 30*24*time.Hour, "how long a channel without members keeps its history before it is dropped")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 5*time.Second, "graceful shutdown bound")
+	fs.DurationVar(&o.CloseLinger, "close-linger", 3*time.Second, "how long a closing connection keeps flushing its queued output before it is closed hard")
 	fs.DurationVar(&o.ReleaseQuiet, "release-quiet", 2*time.Second, "return free heap memory to the OS once no connection has opened for this long (negative: never)")
 	fs.BoolVar(&o.ReplaceDuplicate, "replace-duplicate", false, "a new session with the same (uid, channel, auth) replaces the old one instead of being refused")
 	fs.StringVar(&f.logLevel, "log-level", "", "error, warn, info, debug or trace (default: RUST_LOG, else warn)")
