@@ -21,7 +21,7 @@
 //
 // Usage:
 //
-//	loadgen -url ws://127.0.0.1:PORT/ -scenario fanout|chat|idle|connect|history|slow \
+//	loadgen -url ws://127.0.0.1:PORT/ -scenario fanout|bigchannel|chat|idle|connect|history|slow \
 //	        [-mode mles|centrifugo|rawtls] [-label NAME] [flags]
 //
 // Each run appends one JSON object (see Result) to -out and prints a one-line

@@ -34,7 +34,7 @@ func main() {
 		err error
 	)
 	switch o.Scenario {
-	case ScenarioFanout, ScenarioChat, ScenarioSlow:
+	case ScenarioFanout, ScenarioBigChannel, ScenarioChat, ScenarioSlow:
 		res, err = runPubSub(ctx, &o)
 	case ScenarioIdle:
 		res, err = runIdle(ctx, &o)

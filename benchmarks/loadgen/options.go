@@ -16,6 +16,10 @@ const (
 	ScenarioConnect = "connect"
 	ScenarioHistory = "history"
 	ScenarioSlow    = "slow"
+	// ScenarioBigChannel is fanout under its own name (so that the report
+	// keeps it apart from the fan-out sweep), with one big channel by
+	// default: 15000 members, 5 msg/s.
+	ScenarioBigChannel = "bigchannel"
 )
 
 // Readers, as given to -reader.
@@ -48,8 +52,8 @@ type Options struct {
 	// Measured equal on one core; epoll is kept for experiments.
 	Reader string
 
-	Members  int     // members per channel, publisher included; fanout 1000, chat 10, idle 10
-	Rate     float64 // msg/s per publisher; fanout 1000, chat 10, history 10 (live, during joins)
+	Members  int     // members per channel, publisher included; fanout 1000, bigchannel 15000, chat 10, idle 10
+	Rate     float64 // msg/s per publisher; fanout 1000, bigchannel 5, chat 10, history 10 (live, during joins)
 	Channels int     // chat channels; default 100
 	Slow     int     // members that stop reading (slow scenario); default 1
 	Conns    int     // idle connections; default 15000
@@ -64,7 +68,7 @@ type Options struct {
 
 func (o *Options) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.URL, "url", "", "server URL, ws://host:port/path or wss://...")
-	fs.StringVar(&o.Scenario, "scenario", "", "fanout, chat, idle, connect, history or slow")
+	fs.StringVar(&o.Scenario, "scenario", "", "fanout, bigchannel, chat, idle, connect, history or slow")
 	fs.StringVar((*string)(&o.Mode), "mode", string(ModeMles), "protocol: mles, centrifugo or rawtls (connect only)")
 	fs.StringVar(&o.Label, "label", "", "server name in the results (default: the mode)")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measured window")
@@ -77,8 +81,8 @@ func (o *Options) register(fs *flag.FlagSet) {
 	fs.IntVar(&o.ServerPID, "server-pid", 0, "server PID, for CPU time and RSS from /proc")
 	fs.StringVar(&o.Out, "out", "", "append one JSON object per run to this file (default: stdout)")
 	fs.StringVar(&o.Reader, "reader", ReaderGoroutine, "member reads: epoll (one goroutine, plain ws only) or goroutine (one per connection; always with TLS)")
-	fs.IntVar(&o.Members, "members", 0, "members per channel incl. the publisher (default fanout/slow 1000, chat 10, idle 10)")
-	fs.Float64Var(&o.Rate, "rate", 0, "msg/s per publisher (default fanout/slow 1000, chat 10, history 10 live during the joins; 0 there: none)")
+	fs.IntVar(&o.Members, "members", 0, "members per channel incl. the publisher (default fanout/slow 1000, bigchannel 15000, chat 10, idle 10)")
+	fs.Float64Var(&o.Rate, "rate", 0, "msg/s per publisher (default fanout/slow 1000, bigchannel 5, chat 10, history 10 live during the joins; 0 there: none)")
 	fs.IntVar(&o.Channels, "channels", 100, "chat: channels")
 	fs.IntVar(&o.Slow, "slow", 1, "slow: members that stop reading after joining")
 	fs.IntVar(&o.Conns, "conns", 15000, "idle: connections to join")
@@ -112,6 +116,11 @@ func (o *Options) validate(set map[string]bool) error {
 		if o.Scenario == ScenarioFanout && !set["slow"] {
 			o.Slow = 0
 		}
+	case ScenarioBigChannel:
+		defMembers, defRate = 15000, 5
+		if !set["slow"] {
+			o.Slow = 0
+		}
 	case ScenarioChat:
 		defMembers, defRate = 10, 10
 	case ScenarioIdle:
@@ -120,7 +129,7 @@ func (o *Options) validate(set map[string]bool) error {
 	case ScenarioHistory:
 		defRate = 10
 	default:
-		return fmt.Errorf("-scenario %q: want fanout, chat, idle, connect, history or slow", o.Scenario)
+		return fmt.Errorf("-scenario %q: want fanout, bigchannel, chat, idle, connect, history or slow", o.Scenario)
 	}
 	if !set["members"] {
 		o.Members = defMembers
@@ -131,7 +140,7 @@ func (o *Options) validate(set map[string]bool) error {
 	if o.Scenario != ScenarioChat {
 		o.Channels = 0
 	}
-	if o.Scenario != ScenarioSlow && o.Scenario != ScenarioFanout {
+	if o.Scenario != ScenarioSlow && o.Scenario != ScenarioFanout && o.Scenario != ScenarioBigChannel {
 		o.Slow = 0
 	}
 	if o.Reader != ReaderEpoll && o.Reader != ReaderGoroutine {
@@ -144,7 +153,7 @@ func (o *Options) validate(set map[string]bool) error {
 		return errors.New("-dialers and -duration must be positive, -warmup and -drain not negative")
 	}
 	switch o.Scenario {
-	case ScenarioFanout, ScenarioSlow, ScenarioChat:
+	case ScenarioFanout, ScenarioBigChannel, ScenarioSlow, ScenarioChat:
 		if o.Members < 2 || o.Rate <= 0 {
 			return errors.New("-members must be at least 2 and -rate positive")
 		}

@@ -112,7 +112,7 @@ func (p *publisher) run(clk clock, payloadSize int, rate float64, t0, winStart, 
 	}
 }
 
-// runPubSub runs fanout, slow and chat: channels of members that each join
+// runPubSub runs fanout, bigchannel, slow and chat: channels of members that each join
 // with one connection; publishers at a fixed rate; everyone else receives.
 func runPubSub(ctx context.Context, o *Options) (*Result, error) {
 	nch := 1
@@ -153,7 +153,7 @@ func runPubSub(ctx context.Context, o *Options) (*Result, error) {
 	}
 
 	isPublisher := func(i int) bool { return o.Scenario == ScenarioChat || i == 0 }
-	isSlow := func(i int) bool { return i >= 1 && i <= o.Slow } // channel 0 only (fanout/slow)
+	isSlow := func(i int) bool { return i >= 1 && i <= o.Slow } // channel 0 only (fanout/bigchannel/slow)
 	receiversPerChannel := members - 1 - o.Slow
 
 	// The schedule starts after a short pause that lets the last joins land.

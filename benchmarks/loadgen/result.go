@@ -83,6 +83,8 @@ type Result struct {
 	HistoryMsgsMin     int      `json:"history_msgs_min,omitempty"`
 	HistoryMsgsMedian  float64  `json:"history_msgs_median,omitempty"`
 	Notes              []string `json:"notes,omitempty"`
+
+	rssTaken bool // ServerRSSAfterBytes is set (finish)
 }
 
 func newResult(o *Options) *Result {
@@ -140,7 +142,9 @@ func (r *Result) setCPU(a, b cpuSample, window float64) {
 	}
 }
 
-// finish derives rates and ratios once counts are in.
+// finish derives rates and ratios once counts are in. The server's RSS is
+// read at the first call only: pubsub calls it while every member is still
+// connected, and again after closing them.
 func (r *Result) finish(o *Options) {
 	if r.WindowS > 0 {
 		r.DeliveredPerS = float64(r.Delivered) / r.WindowS
@@ -151,7 +155,10 @@ func (r *Result) finish(o *Options) {
 	if r.ServerCPUS >= 0 && r.Delivered > 0 {
 		r.ServerCPUUsPerDelivery = r.ServerCPUS * 1e6 / float64(r.Delivered)
 	}
-	r.ServerRSSAfterBytes = procRSS(o.ServerPID)
+	if !r.rssTaken {
+		r.ServerRSSAfterBytes = procRSS(o.ServerPID)
+		r.rssTaken = true
+	}
 }
 
 func (r *Result) addError(err error) {

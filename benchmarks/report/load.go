@@ -102,6 +102,7 @@ func load(files []string) ([]*group, error) {
 				f.Close()
 				return nil, fmt.Errorf("%s:%d: %w", name, line, err)
 			}
+			derive(r.raw)
 			var p map[string]any
 			json.Unmarshal(r.Params, &p)
 			canon, _ := json.Marshal(p) // map keys sorted: canonical
@@ -132,10 +133,31 @@ func labels(groups []*group) []string {
 		}
 	}
 	sort.Slice(ls, func(i, j int) bool {
-		if (ls[i] == ours) != (ls[j] == ours) {
-			return ls[i] == ours
+		if ri, rj := labelRank(ls[i]), labelRank(ls[j]); ri != rj {
+			return ri < rj
 		}
 		return ls[i] < ls[j]
 	})
 	return ls
+}
+
+// derive adds the fields the tables show in other units than loadgen writes,
+// and drops the figures of a publish/subscribe run that delivered nothing
+// (loadgen writes 0 for its latencies and CPU per delivery): they show as
+// "-", not as a perfect 0.
+func derive(raw map[string]any) {
+	if b, ok := raw["server_rss_after_bytes"].(float64); ok && b > 0 {
+		raw["server_rss_mib"] = b / (1 << 20)
+	}
+	switch raw["scenario"] {
+	case "fanout", "bigchannel", "chat", "slow":
+		if d, _ := raw["delivered"].(float64); d == 0 {
+			delete(raw, "server_cpu_us_per_delivery")
+		}
+		if n, _ := raw["samples"].(float64); n == 0 {
+			for _, f := range []string{"p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms"} {
+				delete(raw, f)
+			}
+		}
+	}
 }

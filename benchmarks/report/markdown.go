@@ -7,8 +7,24 @@ import (
 	"strings"
 )
 
-// ours is the label of our server's runs.
-const ours = "mles"
+// ours is the label of our server's runs; base is ours built from an
+// earlier revision (benchmarks/run with BASE_REV), listed right after ours so
+// that the ratio table reads as after/before.
+const (
+	ours = "mles"
+	base = "mlesbase"
+)
+
+// labelRank orders labels: ours, then the base build, then the peers.
+func labelRank(l string) int {
+	switch l {
+	case ours:
+		return 0
+	case base:
+		return 1
+	}
+	return 2
+}
 
 // column is one metric in a scenario table.
 type column struct {
@@ -20,15 +36,16 @@ type column struct {
 }
 
 // scenarioOrder is the order of sections; unknown scenarios follow.
-var scenarioOrder = []string{"fanout", "slow", "chat", "idle", "connect", "history"}
+var scenarioOrder = []string{"fanout", "bigchannel", "slow", "chat", "idle", "connect", "history"}
 
 var scenarioTitle = map[string]string{
-	"fanout":  "Fan-out: 1 channel, 1 publisher",
-	"slow":    "Slow consumer: fan-out with members that stop reading (healthy receivers only)",
-	"chat":    "Chat: every member publishes in its channel",
-	"idle":    "Idle joined connections",
-	"connect": "Connect + join rate",
-	"history": "History replay on join",
+	"fanout":     "Fan-out: 1 channel, 1 publisher",
+	"bigchannel": "Big channel: 1 channel of many members joined in a burst, 1 publisher",
+	"slow":       "Slow consumer: fan-out with members that stop reading (healthy receivers only)",
+	"chat":       "Chat: every member publishes in its channel",
+	"idle":       "Idle joined connections",
+	"connect":    "Connect + join rate",
+	"history":    "History replay on join",
 }
 
 var pubsubColumns = []column{
@@ -45,6 +62,19 @@ var columns = map[string][]column{
 	"fanout": pubsubColumns,
 	"slow":   pubsubColumns,
 	"chat":   pubsubColumns,
+	// server_closed: members the server closed during the run (the codes
+	// follow in their own column); server_rss_mib: RSS with every member
+	// still connected (load derives it from server_rss_after_bytes).
+	"bigchannel": {
+		{"delivered_per_s", "delivered/s", "%.0f", false, false},
+		{"delivery_ratio", "delivered/expected", "%.4f", true, false},
+		{"p50_ms", "p50 ms", "%.2f", false, true},
+		{"p99_ms", "p99 ms", "%.2f", true, true},
+		{"max_ms", "max ms", "%.2f", false, true},
+		{"server_closed", "members closed by server", "%.0f", false, true},
+		{"server_cpu_us_per_delivery", "server cpu-us/delivery", "%.2f", true, true},
+		{"server_rss_mib", "server RSS MiB", "%.1f", true, true},
+	},
 	"idle": {
 		{"join_rate", "joins/s", "%.0f", false, false},
 		{"rss_per_conn_bytes", "server RSS B/conn", "%.0f", true, true},
@@ -134,14 +164,17 @@ func writeMarkdown(sb *strings.Builder, groups []*group, files []string) {
 		for _, c := range cols {
 			fmt.Fprintf(sb, " %s |", c.head)
 		}
-		if sc == "history" {
+		switch sc {
+		case "history":
 			sb.WriteString(" order/loss ok |")
+		case "bigchannel":
+			sb.WriteString(" close codes (all runs) |")
 		}
 		sb.WriteString("\n|---|---|---|")
 		for range cols {
 			sb.WriteString("---|")
 		}
-		if sc == "history" {
+		if sc == "history" || sc == "bigchannel" {
 			sb.WriteString("---|")
 		}
 		sb.WriteString("\n")
@@ -164,6 +197,9 @@ func writeMarkdown(sb *strings.Builder, groups []*group, files []string) {
 				default:
 					sb.WriteString(" **NO** |")
 				}
+			}
+			if sc == "bigchannel" {
+				fmt.Fprintf(sb, " %s |", closeCodes(g))
 			}
 			sb.WriteString("\n")
 		}
@@ -188,11 +224,43 @@ func sortGroups(gs []*group) {
 		if a.Params != b.Params {
 			return a.Params < b.Params
 		}
-		if (a.Label == ours) != (b.Label == ours) {
-			return a.Label == ours
+		if ra, rb := labelRank(a.Label), labelRank(b.Label); ra != rb {
+			return ra < rb
 		}
 		return a.Label < b.Label
 	})
+}
+
+// closeCodes sums the close codes the server sent over a group's runs, as
+// "1008 x12, 1001 x1" (most frequent first), "none" when it closed nobody.
+func closeCodes(g *group) string {
+	sum := map[string]float64{}
+	for _, r := range g.Runs {
+		m, _ := r["close_codes"].(map[string]any)
+		for code, n := range m {
+			if x, ok := n.(float64); ok {
+				sum[code] += x
+			}
+		}
+	}
+	if len(sum) == 0 {
+		return "none"
+	}
+	codes := make([]string, 0, len(sum))
+	for c := range sum {
+		codes = append(codes, c)
+	}
+	sort.Slice(codes, func(i, j int) bool {
+		if sum[codes[i]] != sum[codes[j]] {
+			return sum[codes[i]] > sum[codes[j]]
+		}
+		return codes[i] < codes[j]
+	})
+	parts := make([]string, len(codes))
+	for i, c := range codes {
+		parts[i] = fmt.Sprintf("%s x%g", c, sum[c])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // writeRatios writes ours/peer for the headline metrics of each configuration.
