@@ -168,15 +168,15 @@ func (ch *channel) groupFor(l *loop) *group {
 
 func (g *group) add(c *conn) {
 	c.grp = g
-	c.grpIdx = len(g.subs)
+	c.grpIdx = int32(len(g.subs))
 	g.subs = append(g.subs, c)
 	g.n.Store(int32(len(g.subs)))
 }
 
 func (g *group) remove(c *conn) {
-	i, last := c.grpIdx, len(g.subs)-1
+	i, last := int(c.grpIdx), len(g.subs)-1
 	g.subs[i] = g.subs[last]
-	g.subs[i].grpIdx = i
+	g.subs[i].grpIdx = int32(i)
 	g.subs[last] = nil
 	g.subs = g.subs[:last]
 	g.n.Store(int32(len(g.subs)))

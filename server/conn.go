@@ -40,18 +40,23 @@ var errStop = errors.New("server: connection closing")
 
 // conn is one client connection. Every field is owned by the event loop l,
 // which is the only goroutine that touches it after OnOpen. Every connection
-// has one, so the small fields are packed together (288 bytes on amd64).
+// has one, so the small fields are packed together (320 bytes on amd64).
 type conn struct {
 	s  *Server
 	l  *loop
 	gc gnet.Conn
 	id uint64 // unique per connection; ring messages carry it to skip echo
 
-	deadline int64 // unix nanoseconds; the state's deadline (handshake, upgrade, header)
-	state    connState
-	inHS     bool // counted in Server.handshakes
-	dead     bool // OnClose ran: gc must not be touched any more
-	reason   closeReason
+	// deadline is the state's deadline in unix nanoseconds: handshake,
+	// upgrade and header; in closing, when to stop waiting for the output
+	// to flush and close hard.
+	deadline    int64
+	state       connState
+	inHS        bool // counted in Server.handshakes
+	dead        bool // OnClose ran: gc must not be touched any more
+	reason      closeReason
+	flags       connFlags
+	closeStatus ws.StatusCode // the close frame's code, sent once part is out (fCloseFrame)
 
 	tls *tlsbridge.Conn // nil in plain mode
 	up  *upgradeState   // only while reading the upgrade request
@@ -62,11 +67,11 @@ type conn struct {
 	key      memberKey
 	uidID    string // hashed uid for logs
 	grp      *group
-	grpIdx   int
+	grpIdx   int32
+	pings    int32   // pings sent since the last inbound bytes
 	cursor   uint64  // next ring sequence to deliver
 	replay   *replay // stored joins still to deliver; nil once the history is out
 	pausedAt int64   // when the subscriber went above MaxPending; 0 when not paused
-	pings    int     // pings sent since the last inbound bytes
 	nextPing int64
 
 	// Output in progress. A frame of copyMax bytes or more is written in
@@ -75,14 +80,9 @@ type conn struct {
 	// it has gone to gnet. A close waits for it, so no frame is cut.
 	part    *ring.Message
 	partOff int
-	pong    []byte // the payload of a ping answered once part is out (fPong)
+	pong    *[]byte // the payload of a ping answered once part is out (rare)
 
-	// Closing: the close frame to send once part is out, and when to stop
-	// waiting for the output to flush and close hard.
-	lingerUntil int64
-	closeText   string
-	closeStatus ws.StatusCode
-	flags       connFlags
+	closeText string // the close frame's reason (fCloseFrame)
 }
 
 // connFlags are the connection's small yes/no states, packed.
@@ -319,7 +319,8 @@ func (c *conn) onFrames(p []byte) {
 		case codec.EventPing:
 			if c.part != nil {
 				// A frame is going out in slices: the pong follows it.
-				c.pong = append(c.pong[:0], c.fr.Control()...)
+				p := append([]byte(nil), c.fr.Control()...)
+				c.pong = &p
 				c.flags |= fPong
 				continue
 			}
@@ -629,8 +630,9 @@ func (c *conn) writePart() bool {
 		c.writeOut(p)
 		if c.part == nil && c.flags&fPong != 0 {
 			c.flags &^= fPong
-			c.send(codec.AppendFrame(c.l.out[:0], ws.OpPong, c.pong))
+			c.send(codec.AppendFrame(c.l.out[:0], ws.OpPong, *c.pong))
 			c.pong = nil
+			c.flush()
 		}
 	}
 	return true
@@ -726,7 +728,7 @@ func (c *conn) sweep() {
 		if now < c.nextPing {
 			return
 		}
-		if c.pings >= c.s.opts.PingMax {
+		if int(c.pings) >= c.s.opts.PingMax {
 			c.closeWith(closePingTimeout)
 			return
 		}
@@ -761,9 +763,9 @@ func (c *conn) closeCode(r closeReason, code ws.StatusCode, text string) {
 	c.reason = r
 	c.replay = nil
 	c.leave()
-	c.lingerUntil = c.l.now + int64(c.s.opts.CloseLinger)
+	c.deadline = c.l.now + int64(c.s.opts.CloseLinger)
 	if c.s.draining.Load() {
-		c.lingerUntil = min(c.lingerUntil, c.s.shutdownEnd.Load())
+		c.deadline = min(c.deadline, c.s.shutdownEnd.Load())
 	}
 	if upgraded && (code != 0 || r == closeClient) {
 		c.flags |= fCloseFrame
@@ -777,7 +779,7 @@ func (c *conn) closeCode(r closeReason, code ws.StatusCode, text string) {
 
 // finishClose moves a closing connection on: the rest of a sliced frame,
 // the close frame, then the socket once gnet has flushed the output (or
-// at lingerUntil, whatever is left). The loop's waiting list calls it
+// at the deadline, whatever is left). The loop's waiting list calls it
 // again until then; so does any traffic from the peer (its close echo).
 func (c *conn) finishClose() {
 	if c.dead || c.flags&fHardClose != 0 {
@@ -801,7 +803,7 @@ func (c *conn) finishClose() {
 	if c.dead {
 		return
 	}
-	if (done && c.gc.OutboundBuffered() == 0) || c.l.now >= c.lingerUntil {
+	if (done && c.gc.OutboundBuffered() == 0) || c.l.now >= c.deadline {
 		c.flags |= fHardClose
 		_ = c.gc.Close()
 		return

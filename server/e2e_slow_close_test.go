@@ -5,6 +5,7 @@ package server_test
 // a short bound passes; no partial frame is ever sent").
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"testing"
@@ -39,7 +40,7 @@ func TestE2ESlowConsumerCloseFrame(t *testing.T) {
 			o.History = 1
 			o.MaxPending = 64 << 10
 			o.SlowGrace = 200 * time.Millisecond
-			o.CloseLinger = 5 * time.Second
+			o.CloseLinger = 15 * time.Second // room for a loaded machine: the reader reads at once
 		})
 		batch := make([][]byte, 0, perWrite)
 		start, flooded := time.Now(), 0
@@ -143,4 +144,67 @@ func readUntilSlowClose(c *rawClient, size, published int) error {
 			return fmt.Errorf("unexpected frame opcode %v", h.OpCode)
 		}
 	}
+}
+
+// TestE2EPongAfterSlicedFrame: a ping that arrives while a large frame is
+// going out to its sender in slices is answered after that frame, never in
+// the middle of it (a control frame may sit between the frames of a
+// message, not inside one: RFC 6455 section 5.4).
+func TestE2EPongAfterSlicedFrame(t *testing.T) {
+	forModes(t, func(t *testing.T, m mode) {
+		ts := startServer(t, m, func(o *server.Options) {
+			o.Reactors = 1 // the drain of the large frame runs before the next read
+			o.MaxPending = 64 << 10
+			o.SlowGrace = time.Minute
+		})
+		const ch, size = "sliced", 8 << 20 // far more than the socket buffers take
+		pub := ts.join(t, "pub", ch)
+		sub, err := ts.joinErr("sub", ch, dialConfig{rcvBuf: 4096})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sub.Close() })
+		ts.waitMembers(t, 2)
+		payload := bytes.Repeat([]byte{0x5A}, size)
+		pub.mustSend(t, ws.OpBinary, payload)
+		// The publisher's pong says the loop has read the message; the
+		// drain it scheduled ran in the same round, so the frame to sub is
+		// now in slices, paused above MaxPending.
+		pub.mustSend(t, ws.OpPing, []byte("pub"))
+		for {
+			f, err := pub.nextFrame(20 * time.Second)
+			if err != nil {
+				t.Fatalf("publisher: waiting for its pong: %v", err)
+			}
+			if f.Header.OpCode == ws.OpPong {
+				break
+			}
+		}
+		sub.mustSend(t, ws.OpPing, []byte("sub"))
+		var gotMsg, gotPong bool
+		for !gotMsg || !gotPong {
+			f, err := sub.nextFrame(30 * time.Second)
+			if err != nil {
+				t.Fatalf("sub: after message %v, pong %v: %v", gotMsg, gotPong, err)
+			}
+			switch f.Header.OpCode {
+			case ws.OpText: // pub's stored join frame
+			case ws.OpBinary:
+				if !bytes.Equal(f.Payload, payload) {
+					t.Fatalf("sub: the %d-byte message arrived damaged (%d bytes)", size, len(f.Payload))
+				}
+				gotMsg = true
+			case ws.OpPong:
+				if string(f.Payload) != "sub" {
+					t.Fatalf("sub: pong %q, want \"sub\"", f.Payload)
+				}
+				if !gotMsg {
+					t.Fatalf("sub: pong before the message it was sent during")
+				}
+				gotPong = true
+			default:
+				t.Fatalf("sub: unexpected frame %v (%d bytes): the stream is out of step", f.Header.OpCode, len(f.Payload))
+			}
+		}
+	})
 }
