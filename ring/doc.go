@@ -59,7 +59,8 @@
 // A reader's Mark (or one Mark for a group of readers: the lowest cursor among them) keeps the
 // byte caps from evicting what it has not read yet: caps cut history, never a live reader's
 // backlog. Publish evicts below the lowest Mark only; Trim evicts the rest once the readers have
-// moved their marks. Marks do not hold back laps: a reader a whole ring behind sees Lost.
+// moved their marks. Marks do not hold back laps (a reader a whole ring behind sees Lost), nor
+// more than Config.Hold bytes beyond MaxBytes (a reader that far behind sees Lost as well).
 //
 // Frames are shared by all readers and never modified after Publish; a reader keeps a frame
 // only until its write completes, and no frame goes back to a pool while a cursor can reach it

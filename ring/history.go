@@ -59,7 +59,7 @@ func (r *Ring) release(n int64) {
 // once they have read it. Safe from any goroutine.
 func (r *Ring) Trim() {
 	if r.over() {
-		r.trim(min(r.floor(), r.head.Load()))
+		r.trim(min(r.holdFloor(), r.head.Load()))
 	}
 }
 

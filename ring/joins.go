@@ -69,7 +69,7 @@ func (r *Ring) PublishJoin(m *Message) {
 		r.release(int64(len(dropped.Frame)))
 	}
 	if r.over() {
-		r.trim(min(r.floor(), r.head.Load()))
+		r.trim(min(r.holdFloor(), r.head.Load()))
 	}
 }
 

@@ -193,3 +193,34 @@ func TestJoinFrameKeepsMarkedHistory(t *testing.T) {
 		t.Fatalf("a message of exactly the cap: span %d..%d, want 0..1", sp.Start, sp.End)
 	}
 }
+
+// TestMarkHoldBound: marks hold back at most Hold bytes beyond MaxBytes; past that the oldest go
+// whatever the marks say, and the reader at the mark sees Lost (a slow consumer).
+func TestMarkHoldBound(t *testing.T) {
+	r := New(Config{History: 100, MaxBytes: 100, Hold: 50})
+	mk := r.NewMark()
+	mk.Set(0) // a reader that never reads
+	for range 5 {
+		r.Publish(msg(30, 0)) // 150 bytes: within MaxBytes+Hold, all kept
+	}
+	mustStatus(t, r, 0, Ready)
+	r.Publish(msg(30, 0)) // 180 > 150: the marks no longer count
+	for seq := range uint64(3) {
+		mustStatus(t, r, seq, Lost) // trimmed back within the cap
+	}
+	mustStatus(t, r, 3, Ready)
+	if r.Bytes() != 90 {
+		t.Fatalf("Bytes=%d, want 90 (back within the cap)", r.Bytes())
+	}
+	// Hold defaults to MaxBytes.
+	d := New(Config{MaxBytes: 100})
+	d.NewMark().Set(0)
+	for range 6 {
+		d.Publish(msg(30, 0)) // 180 <= 200
+	}
+	mustStatus(t, d, 0, Ready)
+	d.Publish(msg(30, 0)) // 210 > 200
+	mustStatus(t, d, 0, Lost)
+	checkAccounting(t, r)
+	checkAccounting(t, d)
+}

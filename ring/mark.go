@@ -14,9 +14,10 @@ const NoMark = math.MaxUint64
 // among them) keeps its Mark at or below the lowest sequence it still has to read.
 //
 // Marks do not stop lapping: a producer never waits, and a reader that falls a whole ring behind
-// still sees Lost. A Mark only keeps eviction from running ahead of the readers, so what the
-// byte caps hold back is bounded by the ring's size and by how long a slow reader is allowed to
-// stay behind.
+// still sees Lost. Nor do they hold back more than Config.Hold bytes beyond the ring's cap: past
+// that the oldest go whatever the marks say, and a reader that far behind sees Lost too. So what
+// the marks keep is bounded by the ring's size, by Hold, and by how long a slow reader is
+// allowed to stay behind.
 type Mark struct{ seq atomic.Uint64 }
 
 // NewMark registers a Mark with the ring, at NoMark. Marks live as long as the ring; a reader
@@ -60,4 +61,13 @@ func (r *Ring) floor() uint64 {
 		f = min(f, m.seq.Load())
 	}
 	return f
+}
+
+// holdFloor returns the lowest message the byte caps must keep: the lowest mark, or NoMark once
+// the marks hold back more than Hold bytes beyond MaxBytes (Config.Hold).
+func (r *Ring) holdFloor() uint64 {
+	if r.maxBytes > 0 && r.bytes.Load() > r.maxBytes+r.hold {
+		return NoMark
+	}
+	return r.floor()
 }

@@ -66,6 +66,11 @@ type Config struct {
 	MaxBytes int64
 	// Budget is an optional global cap shared by many rings; nil means none.
 	Budget *Budget
+	// Hold is the most frame bytes that Marks may hold back beyond MaxBytes. Past
+	// MaxBytes+Hold the oldest messages are evicted whatever the marks say, and a reader that
+	// far behind sees Lost: it is a slow consumer, and the channel's memory stays bounded.
+	// 0 means MaxBytes (twice the cap in all); ignored without MaxBytes.
+	Hold int64
 }
 
 // Marks in a slot's sequence word; the low bits hold s (claimed) or s+1 (ready) as described
@@ -103,6 +108,7 @@ type Ring struct {
 	history    uint64 // history limit in messages
 	window     uint64 // most messages a joiner replays: size minus headroom for racing publishes
 	maxBytes   int64
+	hold       int64 // with maxBytes: marks hold back no more than maxBytes+hold
 	budget     *Budget
 
 	table atomic.Pointer[table]
@@ -132,6 +138,10 @@ func New(cfg Config) *Ring {
 	// Chunks of about sqrt(Size) slots (at least 16, at most Size) keep both the table and one
 	// chunk small: 32 pointers and 32 slots for the default 1024.
 	cs := min(max((shift+1)/2, 4), shift)
+	hold := cfg.Hold
+	if hold <= 0 {
+		hold = max(cfg.MaxBytes, 0)
+	}
 	return &Ring{
 		size:       n,
 		mask:       n - 1,
@@ -139,6 +149,7 @@ func New(cfg Config) *Ring {
 		history:    uint64(history),
 		window:     n - n/4,
 		maxBytes:   max(cfg.MaxBytes, 0),
+		hold:       hold,
 		budget:     cfg.Budget,
 	}
 }
@@ -213,7 +224,7 @@ func (r *Ring) fill(s uint64, m *Message) {
 	sl.seq.Store(s + 1)
 
 	if r.over() {
-		r.trim(min(s, r.floor()))
+		r.trim(min(s, r.holdFloor()))
 	}
 }
 

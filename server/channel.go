@@ -65,7 +65,11 @@ func (r *registry) join(s *Server, name string, key memberKey, c *conn, now int6
 				Size:     s.opts.RingSize,
 				History:  s.opts.History,
 				MaxBytes: s.opts.HistoryBytes,
-				Budget:   s.budget,
+				// A member may lag this far beyond the history cap
+				// before the ring laps it (1008): four of the largest
+				// messages at least.
+				Hold:   max(s.opts.HistoryBytes, 4*int64(s.opts.MaxMessage)),
+				Budget: s.budget,
 			}),
 		}
 		r.m[name] = ch

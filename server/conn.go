@@ -535,7 +535,7 @@ func (c *conn) drain() {
 			break // its publisher's wake brings this loop back
 		}
 		if st == ring.Lost {
-			if rp := c.replay; rp != nil && c.cursor < rp.end && r.Tail() <= rp.end {
+			if !c.lapped() {
 				// History evicted or overwritten while it was replayed:
 				// skip to what is still there. Nothing live is lost.
 				c.cursor = max(r.Tail(), c.cursor+1)
@@ -690,10 +690,28 @@ func (c *conn) resume() {
 			c.slowConsumer("pending above max-pending past the grace period")
 			return
 		}
+		if c.lapped() {
+			// Known before the paused output even drains: what it has
+			// not read is gone (a lap, or past the ring's Hold).
+			c.slowConsumer("lapped by the ring")
+			return
+		}
 		c.drain()
 	case stClosing:
 		c.finishClose()
 	}
+}
+
+// lapped reports whether messages the member has not read yet are gone
+// from the ring. History lost during a replay does not count while nothing
+// live is missing.
+func (c *conn) lapped() bool {
+	t := c.ch.ring.Tail()
+	if t <= c.cursor {
+		return false
+	}
+	rp := c.replay
+	return rp == nil || c.cursor >= rp.end || t > rp.end
 }
 
 func (c *conn) slowConsumer(why string) {

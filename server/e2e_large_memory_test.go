@@ -129,3 +129,67 @@ func spread(v []uint64) uint64 {
 	}
 	return hi - lo
 }
+
+// TestE2EHoldBound: a member that stops reading holds the channel's
+// history back from the byte caps only so far (max(--history-bytes,
+// 4 x --max-message) beyond the cap); past it the ring laps the member and
+// it is closed 1008 at once, long before its grace period, while the
+// member that reads gets every message.
+func TestE2EHoldBound(t *testing.T) {
+	const (
+		messages = 40
+		size     = 512 << 10
+	)
+	ts := startServer(t, mode{"plain", false}, func(o *server.Options) {
+		o.HistoryBytes = 1 << 20
+		o.MaxMessage = 1 << 20 // hold: 4 MiB beyond the 1 MiB cap
+		o.MaxPending = 64 << 10
+		o.SlowGrace = 10 * time.Minute // only the hold bound can close the stalled one
+	})
+	const ch = "hold"
+	pub := ts.join(t, "pub", ch)
+	stalled, err := ts.joinErr("stalled", ch, dialConfig{rcvBuf: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stalled.Close() })
+	reader := ts.join(t, "reader", ch)
+	ts.waitMembers(t, 3)
+	slowBefore := ts.Stats().SlowConsumers
+
+	got := make(chan error, 1)
+	go func() {
+		for i := 0; i < messages; {
+			f, err := reader.nextFrame(30 * time.Second)
+			if err != nil {
+				got <- fmt.Errorf("reader: after %d messages: %v", i, err)
+				return
+			}
+			switch f.Header.OpCode {
+			case ws.OpText: // stored join frames
+			case ws.OpBinary:
+				if len(f.Payload) != size || f.Payload[0] != byte(i) {
+					got <- fmt.Errorf("reader: message %d: %d bytes starting %d", i, len(f.Payload), f.Payload[0])
+					return
+				}
+				i++
+			default:
+				got <- fmt.Errorf("reader: unexpected %v", f.Header.OpCode)
+				return
+			}
+		}
+		got <- nil
+	}()
+	for i := range messages {
+		pub.mustSend(t, ws.OpBinary, bytes.Repeat([]byte{byte(i)}, size))
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if n := ts.Stats().SlowConsumers - slowBefore; n != 1 {
+			return fmt.Errorf("%d slow consumers closed, want the stalled member (20 MiB published, hold 4 MiB)", n)
+		}
+		return nil
+	})
+}

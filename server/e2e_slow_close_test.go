@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -153,7 +154,6 @@ func readUntilSlowClose(c *rawClient, size, published int) error {
 func TestE2EPongAfterSlicedFrame(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
 		ts := startServer(t, m, func(o *server.Options) {
-			o.Reactors = 1 // the drain of the large frame runs before the next read
 			o.MaxPending = 64 << 10
 			o.SlowGrace = time.Minute
 		})
@@ -167,44 +167,41 @@ func TestE2EPongAfterSlicedFrame(t *testing.T) {
 		ts.waitMembers(t, 2)
 		payload := bytes.Repeat([]byte{0x5A}, size)
 		pub.mustSend(t, ws.OpBinary, payload)
-		// The publisher's pong says the loop has read the message; the
-		// drain it scheduled ran in the same round, so the frame to sub is
-		// now in slices, paused above MaxPending.
-		pub.mustSend(t, ws.OpPing, []byte("pub"))
+		// Read up to the large frame's header: once it is here, the frame
+		// is going out in slices, paused above MaxPending (8 MiB cannot
+		// pass while sub reads nothing more).
+		var h ws.Header
 		for {
-			f, err := pub.nextFrame(20 * time.Second)
+			_ = sub.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+			h, err = ws.ReadHeader(sub.br)
 			if err != nil {
-				t.Fatalf("publisher: waiting for its pong: %v", err)
+				t.Fatalf("sub: waiting for the large frame: %v", err)
 			}
-			if f.Header.OpCode == ws.OpPong {
+			if h.OpCode == ws.OpBinary {
 				break
 			}
+			if _, err := io.CopyN(io.Discard, sub.br, h.Length); err != nil { // pub's stored join frame
+				t.Fatal(err)
+			}
+		}
+		if h.Length != size {
+			t.Fatalf("sub: frame of %d bytes, want %d", h.Length, size)
 		}
 		sub.mustSend(t, ws.OpPing, []byte("sub"))
-		var gotMsg, gotPong bool
-		for !gotMsg || !gotPong {
-			f, err := sub.nextFrame(30 * time.Second)
-			if err != nil {
-				t.Fatalf("sub: after message %v, pong %v: %v", gotMsg, gotPong, err)
-			}
-			switch f.Header.OpCode {
-			case ws.OpText: // pub's stored join frame
-			case ws.OpBinary:
-				if !bytes.Equal(f.Payload, payload) {
-					t.Fatalf("sub: the %d-byte message arrived damaged (%d bytes)", size, len(f.Payload))
-				}
-				gotMsg = true
-			case ws.OpPong:
-				if string(f.Payload) != "sub" {
-					t.Fatalf("sub: pong %q, want \"sub\"", f.Payload)
-				}
-				if !gotMsg {
-					t.Fatalf("sub: pong before the message it was sent during")
-				}
-				gotPong = true
-			default:
-				t.Fatalf("sub: unexpected frame %v (%d bytes): the stream is out of step", f.Header.OpCode, len(f.Payload))
-			}
+		got := make([]byte, size)
+		_ = sub.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if _, err := io.ReadFull(sub.br, got); err != nil {
+			t.Fatalf("sub: reading the large frame: %v", err)
+		}
+		if !bytes.Equal(got, payload) {
+			t.Fatalf("sub: the %d-byte message arrived damaged: a frame inside it?", size)
+		}
+		f, err := sub.nextFrame(30 * time.Second)
+		if err != nil {
+			t.Fatalf("sub: waiting for the pong after the frame: %v", err)
+		}
+		if f.Header.OpCode != ws.OpPong || string(f.Payload) != "sub" {
+			t.Fatalf("sub: after the frame %v %q, want the pong \"sub\"", f.Header.OpCode, f.Payload)
 		}
 	})
 }
