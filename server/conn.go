@@ -375,7 +375,7 @@ func (c *conn) onHeader() {
 	op, payload := c.fr.Message()
 	if op != ws.OpText {
 		c.fr.ReleaseMessage()
-		c.refuse(closeBadHeader, "header frame must be text", nil)
+		c.refuse(closeBadHeader, codec.ErrHeaderBinary)
 		return
 	}
 	h, err := codec.DecodeHeader(payload, codec.HeaderLimits{MaxUID: s.opts.MaxUID, MaxChannel: s.opts.MaxChannel})
@@ -384,24 +384,23 @@ func (c *conn) onHeader() {
 	// connection (a message sent later gets a fresh one, handed to the ring).
 	c.fr.Release()
 	if err != nil {
-		c.refuse(closeBadHeader, err.Error(), err)
+		c.refuse(closeBadHeader, err)
 		return
 	}
 	if err := codec.CheckAuth(h, s.opts.Key, s.opts.KeySet); err != nil {
-		c.refuse(closeAuth, "", err)
+		c.refuse(closeAuth, err)
 		return
 	}
 	c.join(h)
 }
 
 // refuse closes a connection whose header frame was not accepted, at once
-// and with 1008 (SPEC 1.2).
-func (c *conn) refuse(r closeReason, text string, err error) {
+// and with 1008 (SPEC 1.2). The close reason is the codec error's own short
+// reason (no Go package prefix), or r's text when err has none.
+func (c *conn) refuse(r closeReason, err error) {
+	_, text := codec.CloseCodeOf(err)
 	if text == "" {
 		text = closeInfo[r].text
-	}
-	if len(text) > 100 {
-		text = text[:100]
 	}
 	c.s.log.Info("join refused", "conn", c.id, "reason", r.String(), "err", err)
 	c.closeCode(r, ws.StatusPolicyViolation, text)
@@ -415,7 +414,7 @@ func (c *conn) join(h codec.Header) {
 	key := memberKey{uid: h.UID, auth: h.Auth}
 	ch, old, ok := s.reg.join(s, h.Channel, key, c, l.now)
 	if !ok {
-		c.refuse(closeDuplicate, "", nil)
+		c.refuse(closeDuplicate, nil)
 		return
 	}
 	c.ch, c.key, c.uidID = ch, key, s.ids.id(h.UID)

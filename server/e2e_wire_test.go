@@ -271,12 +271,13 @@ func TestE2EProtocolErrors(t *testing.T) {
 func TestE2EInvalidHeader(t *testing.T) {
 	long := strings.Repeat("u", 1025)
 	cases := []struct {
-		name string
-		op   ws.OpCode
-		body string
+		name   string
+		op     ws.OpCode
+		body   string
+		reason string // the close reason, when it is one fixed text
 	}{
 		// The header must be a text frame.
-		{name: "binary", op: ws.OpBinary, body: `{"uid":"u","channel":"binary"}`},
+		{name: "binary", op: ws.OpBinary, body: `{"uid":"u","channel":"binary"}`, reason: "header must be a text message"},
 		// Not JSON at all.
 		{name: "not-json", op: ws.OpText, body: `hello channel not-json`},
 		// An empty message.
@@ -290,9 +291,9 @@ func TestE2EInvalidHeader(t *testing.T) {
 		// channel missing.
 		{name: "no-channel", op: ws.OpText, body: `{"uid":"no-channel"}`},
 		// Empty uid.
-		{name: "empty-uid", op: ws.OpText, body: `{"uid":"","channel":"empty-uid"}`},
+		{name: "empty-uid", op: ws.OpText, body: `{"uid":"","channel":"empty-uid"}`, reason: "invalid uid"},
 		// Empty channel.
-		{name: "empty-channel", op: ws.OpText, body: `{"uid":"u","channel":""}`},
+		{name: "empty-channel", op: ws.OpText, body: `{"uid":"u","channel":""}`, reason: "invalid channel"},
 		// Non-ASCII uid and channel.
 		{name: "non-ascii-uid", op: ws.OpText, body: `{"uid":"älice","channel":"non-ascii-uid"}`},
 		{name: "non-ascii-channel", op: ws.OpText, body: `{"uid":"u","channel":"kanäl"}`},
@@ -302,7 +303,7 @@ func TestE2EInvalidHeader(t *testing.T) {
 		{name: "channel-object", op: ws.OpText, body: `{"uid":"u","channel":{"x":1}}`},
 		{name: "auth-number", op: ws.OpText, body: `{"uid":"u","channel":"auth-number","auth":7}`},
 		// uid over --max-uid (1 KiB default).
-		{name: "uid-too-long", op: ws.OpText, body: `{"uid":"` + long + `","channel":"uid-too-long"}`},
+		{name: "uid-too-long", op: ws.OpText, body: `{"uid":"` + long + `","channel":"uid-too-long"}`, reason: "header field too long"},
 	}
 	forModes(t, func(t *testing.T, m mode) {
 		ts := startServer(t, m, func(o *server.Options) { o.HeaderTimeout = 20 * time.Second })
@@ -322,7 +323,13 @@ func TestE2EInvalidHeader(t *testing.T) {
 				if got := ts.Stats().Members; got != 0 {
 					t.Fatalf("Stats().Members = %d after refused header", got)
 				}
-				t.Logf("reason %q", reason)
+				// A short reason for people: no Go package prefix.
+				if reason == "" || strings.Contains(reason, ":") || len(reason) > 40 {
+					t.Fatalf("close reason %q: want a short reason without a package prefix", reason)
+				}
+				if tc.reason != "" && reason != tc.reason {
+					t.Fatalf("close reason %q, want %q", reason, tc.reason)
+				}
 			})
 		}
 	})
