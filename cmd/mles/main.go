@@ -93,6 +93,11 @@ func parse(args []string) (*flags, *pflag.FlagSet, error) {
 	if err := applyEnv(fs); err != nil {
 		return nil, fs, err
 	}
+	// Checked here, before any startup log line. server.Options reads 0 as
+	// "the default", but on the command line -l 0 is a mistake to name.
+	if h := o.History; h < 1 || h > 999999 {
+		return nil, fs, fmt.Errorf("-l/--limit %d: out of range 1..999999", h)
+	}
 	return f, fs, nil
 }
 
