@@ -117,18 +117,21 @@ func run(args []string, in io.Reader, out io.Writer) error {
 	for {
 		select {
 		case err := <-readErr:
-			var ce *websocket.CloseError
-			if errors.As(err, &ce) {
-				return fmt.Errorf("closed by server: %d %s", ce.Code, ce.Text)
-			}
-			return err
+			return closedErr(err)
 		case line, ok := <-lines:
 			if !ok {
-				// End of input: close politely and wait briefly for the echo.
+				// End of input: close politely and wait briefly for the
+				// echo. A refusal of the join (1008) may come first: the
+				// server reads the header before our close.
 				_ = ws.WriteControl(websocket.CloseMessage,
 					websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 				select {
-				case <-readErr:
+				case err := <-readErr:
+					var ce *websocket.CloseError
+					if errors.As(err, &ce) && ce.Code == websocket.CloseNormalClosure {
+						return nil // the echo of our close
+					}
+					return closedErr(err)
 				case <-time.After(2 * time.Second):
 				}
 				return nil
@@ -138,4 +141,14 @@ func run(args []string, in io.Reader, out io.Writer) error {
 			}
 		}
 	}
+}
+
+// closedErr reports how the connection ended: the server's close code and
+// reason, or the read error.
+func closedErr(err error) error {
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		return fmt.Errorf("closed by server: %d %s", ce.Code, ce.Text)
+	}
+	return err
 }
