@@ -127,7 +127,8 @@ func (c *conn) releaseUpgrade() {
 
 // OnOpen admits a connection, or refuses it when the server is draining or
 // full, and starts its TLS handshake.
-func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	s := h.s
 	n := s.conns.Add(1)
 	if s.draining.Load() || (s.opts.MaxConns > 0 && n > int64(s.opts.MaxConns)) {
 		s.conns.Add(-1)
@@ -168,7 +169,8 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 // handshake goroutine, none) through TLS, HTTP and WebSocket parsing and
 // flushes this connection. Messages it published are delivered by the
 // loop's flush task after the poll round (loop.schedule).
-func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
+func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
+	s := h.s
 	c, _ := gc.Context().(*conn)
 	if c == nil {
 		return gnet.Close
@@ -845,7 +847,8 @@ func (c *conn) leave() {
 
 // OnClose releases everything the connection holds, exactly once, whatever
 // ended it.
-func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
+func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
+	s := h.s
 	c, _ := gc.Context().(*conn)
 	if c == nil {
 		return gnet.None

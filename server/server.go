@@ -22,8 +22,6 @@ import (
 // All methods are safe for concurrent use. Everything a connection owns is
 // touched only on the event loop that owns the connection.
 type Server struct {
-	gnet.BuiltinEventEngine
-
 	opts Options
 	log  *slog.Logger
 	ids  idHasher
@@ -67,7 +65,16 @@ type Server struct {
 	shutdownErr  error
 }
 
-var _ gnet.EventHandler = (*Server)(nil)
+// handler receives gnet's event-loop callbacks (OnBoot, OnOpen, OnTraffic,
+// OnClose, OnTick). They run on gnet's goroutines with the ownership rules
+// of each callback, so they are not methods of Server, whose methods are
+// safe for any caller.
+type handler struct {
+	gnet.BuiltinEventEngine
+	s *Server
+}
+
+var _ gnet.EventHandler = (*handler)(nil)
 
 // Stats is a snapshot of the server's counters.
 type Stats struct {
@@ -137,7 +144,7 @@ func (s *Server) Run() error {
 func (s *Server) run() {
 	defer close(s.stopped)
 	o := &s.opts
-	s.runErr = gnet.Run(s, "tcp://"+o.Addr,
+	s.runErr = gnet.Run(&handler{s: s}, "tcp://"+o.Addr,
 		gnet.WithMulticore(true),
 		gnet.WithNumEventLoop(o.Reactors),
 		gnet.WithReusePort(o.ReusePort),
@@ -247,7 +254,8 @@ func waitGroup(ctx context.Context, wg *sync.WaitGroup) {
 }
 
 // OnBoot records the engine and the resolved listen address.
-func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
+func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
+	s := h.s
 	s.eng = eng
 	s.addr = s.listenAddr()
 	s.log.Warn("listening", "addr", s.addr.String(), "tls", !s.opts.Plain, "reactors", s.opts.Reactors)
@@ -280,7 +288,8 @@ func (s *Server) listenAddr() net.Addr {
 // OnTick runs on gnet's ticker goroutine: it asks every loop to sweep its
 // connections (deadlines, liveness, paused subscribers) and drops channels
 // idle past ChannelIdle.
-func (s *Server) OnTick() (time.Duration, gnet.Action) {
+func (h *handler) OnTick() (time.Duration, gnet.Action) {
+	s := h.s
 	s.runOnce.Do(func() { close(s.running) })
 	for _, l := range *s.loops.Load() {
 		_ = l.el.Execute(context.Background(), l.sweepRun)
