@@ -37,14 +37,14 @@
 //		batch = append(batch, m.Frame...)
 //	}
 //
-// A joining member asks for the history span and starts its cursor at its Start; the same
+// A joining member takes its history span and starts its cursor at its Start; the same
 // cursor then runs into live traffic, so replay and live messages can neither interleave nor
-// reorder (SPEC 1.3). Its own join frame is stored after the span is taken:
+// reorder (SPEC 1.3). Join takes the span, lowers the member's mark to it and stores the
+// member's own join frame right after it, in one step, so that of two members joining at once
+// the later one's history holds the earlier one's join frame:
 //
-//	span := r.HistorySpan()
+//	span := r.Join(&ring.Message{Frame: joinFrame, From: connID}, mark)
 //	cursor := span.Start
-//	mark.Lower(span.Start)
-//	r.PublishJoin(&ring.Message{Frame: joinFrame, From: connID})
 //
 // # Join frames
 //

@@ -169,10 +169,14 @@ func (s Span) Len() int { return int(s.End-s.Start) + len(s.Joins) }
 // (NotReady); the reader waits for them as for any other. Store the join frame of the joiner
 // itself (PublishJoin) after taking its span.
 func (r *Ring) HistorySpan() Span {
+	r.joins.mu.Lock() // a PublishJoin cannot slip between the head and the joins we see
+	defer r.joins.mu.Unlock()
+	return r.spanLocked(r.head.Load())
+}
+
+// spanLocked is HistorySpan with the join log's lock held and the head loaded as h.
+func (r *Ring) spanLocked(h uint64) Span {
 	j := &r.joins
-	j.mu.Lock() // a PublishJoin cannot slip between the head and the joins we see
-	defer j.mu.Unlock()
-	h := r.head.Load()
 	lo := h - min(r.history, r.window, h) // the oldest message the count limit allows
 	if t := r.tail.Load(); lo < t {
 		lo = min(t, h) // the tail may have moved past h since we loaded it

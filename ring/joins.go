@@ -58,19 +58,34 @@ func (j *joinLog) popLocked() *Message {
 // most the history limit of join frames; they count against the byte caps like messages and
 // are evicted with them, oldest first. m must not be modified afterwards.
 func (r *Ring) PublishJoin(m *Message) {
+	r.Join(m, nil)
+}
+
+// Join is what a new member does, in one step: it takes the member's history (HistorySpan),
+// lowers mark (if not nil) to the span's Start so that the byte caps keep the history until the
+// member has read it, and stores m, the member's join frame, right after the span. Two members
+// that join at once are ordered: the later one's history holds the earlier one's join frame.
+func (r *Ring) Join(m *Message, mark *Mark) Span {
 	n := int64(len(m.Frame))
 	r.bytes.Add(n)
 	r.budget.add(n)
-	r.joins.mu.Lock()
-	dropped := r.joins.pushLocked(JoinAt{Msg: m, Pos: r.head.Load()}, int(r.history))
-	r.joinN.Store(int32(r.joins.n))
-	r.joins.mu.Unlock()
+	j := &r.joins
+	j.mu.Lock()
+	h := r.head.Load()
+	sp := r.spanLocked(h)
+	if mark != nil {
+		mark.Lower(sp.Start)
+	}
+	dropped := j.pushLocked(JoinAt{Msg: m, Pos: h}, int(r.history))
+	r.joinN.Store(int32(j.n))
+	j.mu.Unlock()
 	if dropped != nil {
 		r.release(int64(len(dropped.Frame)))
 	}
 	if r.over() {
 		r.trim(min(r.holdFloor(), r.head.Load()))
 	}
+	return sp
 }
 
 // Joins returns the number of stored join frames.

@@ -3,6 +3,7 @@ package ring
 import (
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 )
 
@@ -223,4 +224,40 @@ func TestMarkHoldBound(t *testing.T) {
 	mustStatus(t, d, 0, Lost)
 	checkAccounting(t, r)
 	checkAccounting(t, d)
+}
+
+// TestJoinConcurrent: members that join at once are ordered. Every joiner's history holds the
+// join frame of every member that joined before it, so of any two, the later one learns of the
+// earlier one (the two steps used to race and each could miss the other).
+func TestJoinConcurrent(t *testing.T) {
+	const n = 64
+	for round := range 20 {
+		r := New(Config{History: 2 * n})
+		msgs := make([]*Message, n)
+		spans := make([]Span, n)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range n {
+			msgs[i] = msg(10, uint64(i))
+			wg.Go(func() {
+				<-start
+				spans[i] = r.Join(msgs[i], nil)
+			})
+		}
+		close(start)
+		wg.Wait()
+		seen := map[int]bool{} // history lengths: 0..n-1, each once
+		for i, sp := range spans {
+			k := len(sp.Joins)
+			if seen[k] {
+				t.Fatalf("round %d: two joiners with %d joins in their history: one missed the other", round, k)
+			}
+			seen[k] = true
+			for _, j := range sp.Joins {
+				if j.Msg == msgs[i] {
+					t.Fatalf("round %d: joiner %d has its own join frame in its history", round, i)
+				}
+			}
+		}
+	}
 }

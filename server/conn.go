@@ -430,18 +430,19 @@ func (c *conn) join(h codec.Header) {
 		old.replacedBy(ch)
 	}
 
-	span := ch.ring.HistorySpan()
+	// History first, then the auth-stripped join frame, in one step of
+	// the ring: a member joining at the same time on another loop is
+	// either in this history or gets this join frame in its own. The
+	// group's mark holds the history back from the byte caps until it is
+	// read, even if the join frame pushes the channel over them (a
+	// history that fits its caps is replayed whole).
+	g := ch.groupFor(l)
+	span := ch.ring.Join(&ring.Message{Frame: codec.AppendJoinFrame(nil, h.UID, h.Channel), From: c.id}, g.mark)
 	c.cursor = span.Start
 	if span.Len() > 0 {
 		c.replay = &replay{joins: span.Joins, end: span.End}
 	}
-	g := ch.groupFor(l)
 	g.add(c)
-	// Hold the history back from the byte caps before storing the join
-	// frame, which may push the channel over them: the replay is read
-	// first, then trimmed (a history that fits its caps is replayed whole).
-	g.mark.Lower(span.Start)
-	ch.ring.PublishJoin(&ring.Message{Frame: codec.AppendJoinFrame(nil, h.UID, h.Channel), From: c.id})
 	ch.lastActive.Store(l.now)
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		s.log.Debug("joined", "conn", c.id, "uid", c.uidID, "channel", ch.hid, "history", span.Len())

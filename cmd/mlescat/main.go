@@ -137,6 +137,13 @@ func run(args []string, in io.Reader, out io.Writer) error {
 				return nil
 			}
 			if err := ws.WriteMessage(websocket.TextMessage, []byte(line)); err != nil {
+				// Closed under us (a refused join): say how, if the
+				// reader learns it soon.
+				select {
+				case rerr := <-readErr:
+					return closedErr(rerr)
+				case <-time.After(2 * time.Second):
+				}
 				return err
 			}
 		}
