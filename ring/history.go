@@ -167,7 +167,7 @@ func (s Span) Len() int { return int(s.End-s.Start) + len(s.Joins) }
 // The joiner sets its cursor to Start and reads on into live traffic with the same cursor;
 // messages at or after End are live. Messages inside the span may still be in flight
 // (NotReady); the reader waits for them as for any other. Store the join frame of the joiner
-// itself (PublishJoin) after taking its span.
+// itself after taking its span: Join does both in one step.
 func (r *Ring) HistorySpan() Span {
 	r.joins.mu.Lock() // a PublishJoin cannot slip between the head and the joins we see
 	defer r.joins.mu.Unlock()

@@ -82,9 +82,7 @@ func (r *Ring) Join(m *Message, mark *Mark) Span {
 	if dropped != nil {
 		r.release(int64(len(dropped.Frame)))
 	}
-	if r.over() {
-		r.trim(min(r.holdFloor(), r.head.Load()))
-	}
+	r.Trim()
 	return sp
 }
 

@@ -507,12 +507,8 @@ func (c *conn) drain() {
 	if c.state != stJoined || c.dead {
 		return
 	}
-	s, l, r := c.s, c.l, c.ch.ring
-	if !c.writePart() {
-		return
-	}
-	if c.gc.OutboundBuffered() > s.opts.MaxPending {
-		c.pause()
+	l, r := c.l, c.ch.ring
+	if !c.writePart() || c.outputFull() {
 		return
 	}
 	c.pausedAt = 0
@@ -560,11 +556,8 @@ func (c *conn) drain() {
 			if len(batch)+len(m.Frame) > c.writeMax(batchMax) {
 				c.writeOut(batch)
 				batch = batch[:0]
-				if c.dead || c.gc.OutboundBuffered() > s.opts.MaxPending {
+				if c.dead || c.outputFull() {
 					c.cursor-- // not delivered: read it again when resumed
-					if !c.dead {
-						c.pause()
-					}
 					break
 				}
 			}
@@ -581,11 +574,7 @@ func (c *conn) drain() {
 		if !c.writePart() {
 			break
 		}
-		if c.dead || c.state != stJoined {
-			break
-		}
-		if c.gc.OutboundBuffered() > s.opts.MaxPending {
-			c.pause()
+		if c.dead || c.state != stJoined || c.outputFull() {
 			break
 		}
 	}
@@ -616,8 +605,7 @@ func (c *conn) writePart() bool {
 		if c.dead {
 			return false
 		}
-		if c.gc.OutboundBuffered() > c.s.opts.MaxPending {
-			c.pause()
+		if c.outputFull() {
 			return false
 		}
 		c.pausedAt = 0
@@ -664,6 +652,16 @@ func (c *conn) writeOut(p []byte) {
 		return
 	}
 	_, _ = c.gc.Write(p)
+}
+
+// outputFull reports whether the connection's unsent output is above
+// MaxPending, and if so pauses it.
+func (c *conn) outputFull() bool {
+	if c.gc.OutboundBuffered() <= c.s.opts.MaxPending {
+		return false
+	}
+	c.pause()
+	return true
 }
 
 // pause notes that the subscriber's output is over MaxPending and puts it

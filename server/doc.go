@@ -23,7 +23,7 @@
 //
 // Each group keeps a ring.Mark at its lowest cursor, so the history byte
 // caps never evict what a member has not read; stored join frames live
-// beside the ring (ring.PublishJoin), so joins never lap anyone.
+// beside the ring (ring.Join), so joins never lap anyone.
 //
 // Closing with a code stops data, finishes a frame in slices, sends the
 // close frame and closes once gnet has flushed the output, or after

@@ -201,17 +201,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		// callback that started before it is still publishing: the heads
 		// the members drain to are final.
 		loops := *s.loops.Load()
-		var barrier sync.WaitGroup
+		arrived := make(chan struct{}, len(loops))
 		for _, l := range loops {
-			barrier.Add(1)
 			if l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-				barrier.Done()
+				arrived <- struct{}{}
 				return nil
 			})) != nil {
-				barrier.Done()
+				arrived <- struct{}{} // engine stopping: that loop runs nothing more
 			}
 		}
-		waitGroup(dctx, &barrier)
+	barrier:
+		for range loops {
+			select {
+			case <-arrived:
+			case <-dctx.Done():
+				break barrier
+			}
+		}
 		for _, l := range loops {
 			_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 				l.closeAll()
@@ -238,19 +244,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.reg.releaseAll()
 	})
 	return s.shutdownErr
-}
-
-// waitGroup waits for wg or ctx, whichever comes first.
-func waitGroup(ctx context.Context, wg *sync.WaitGroup) {
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
 }
 
 // OnBoot records the engine and the resolved listen address.

@@ -44,29 +44,7 @@ func TestBigChannelBurstJoin(t *testing.T) {
 	port := freePort(t)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 
-	srvOut := &lockedBuffer{}
-	srv := exec.Command(mles, "--addr", "127.0.0.1", "-p", strconv.Itoa(port), "--plain")
-	srv.Stdout, srv.Stderr = srvOut, srvOut
-	srv.Env = cleanEnv()
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	srvDone := make(chan struct{})
-	go func() { _ = srv.Wait(); close(srvDone) }()
-	t.Cleanup(func() {
-		_ = srv.Process.Kill()
-		<-srvDone
-		if t.Failed() {
-			t.Logf("server output (tail):\n%s", tail(srvOut.String(), 4000))
-		}
-	})
-	waitFor(t, 20*time.Second, func() bool {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	srv := startServerProc(t, mles, addr, "--addr", "127.0.0.1", "-p", strconv.Itoa(port), "--plain")
 
 	// The generator exits non-zero only when it could not set the run up
 	// (a member could not connect); poor delivery is in its JSON.
@@ -81,7 +59,7 @@ func TestBigChannelBurstJoin(t *testing.T) {
 		// Late messages count as lost only after the drain: generous on a
 		// busy machine; the generator stops draining once all arrived.
 		"-drain", "30s",
-		"-server-pid", strconv.Itoa(srv.Process.Pid), "-out", out)
+		"-server-pid", strconv.Itoa(srv.cmd.Process.Pid), "-out", out)
 	lg.Env = cleanEnv()
 	lgOut := &lockedBuffer{}
 	lg.Stdout, lg.Stderr = lgOut, lgOut
@@ -89,7 +67,7 @@ func TestBigChannelBurstJoin(t *testing.T) {
 	runErr := lg.Run()
 	t.Logf("loadgen (%.1fs): %s", time.Since(start).Seconds(), strings.TrimSpace(lgOut.String()))
 	select {
-	case <-srvDone:
+	case <-srv.done:
 		t.Fatalf("the server exited during the run")
 	default:
 	}
@@ -150,12 +128,4 @@ func buildLoadgen(t *testing.T, dir string) string {
 		t.Fatalf("go build benchmarks/loadgen: %v\n%s", err, b)
 	}
 	return out
-}
-
-// tail returns the last n bytes of s.
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "..." + s[len(s)-n:]
 }

@@ -30,28 +30,9 @@ func TestREADMESession(t *testing.T) {
 	url := "wss://localhost:" + strconv.Itoa(port)
 
 	// make run: the server with no flag but the port.
-	srvOut := &lockedBuffer{}
-	srv := exec.Command(mles, "-p", strconv.Itoa(port))
-	srv.Stdout, srv.Stderr = srvOut, srvOut
-	srv.Env = cleanEnv()
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	srvDone := make(chan struct{}) // closed when the server process has exited
-	go func() { _ = srv.Wait(); close(srvDone) }()
-	t.Cleanup(func() {
-		_ = srv.Process.Kill()
-		<-srvDone
-	})
-	waitFor(t, 20*time.Second, func() bool {
-		c, err := net.DialTimeout("tcp", net.JoinHostPort("localhost", strconv.Itoa(port)), time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	if !strings.Contains(srvOut.String(), "self-signed") {
-		t.Errorf("server log does not say it uses a self-signed certificate:\n%s", srvOut.String())
+	srv := startServerProc(t, mles, net.JoinHostPort("localhost", strconv.Itoa(port)), "-p", strconv.Itoa(port))
+	if !strings.Contains(srv.out.String(), "self-signed") {
+		t.Errorf("server log does not say it uses a self-signed certificate:\n%s", srv.out.String())
 	}
 
 	// bob listens.
@@ -116,9 +97,9 @@ func TestREADMESession(t *testing.T) {
 	}
 
 	// SIGTERM: bob is told 1001 and the server exits.
-	_ = srv.Process.Signal(syscall.SIGTERM)
+	_ = srv.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-srvDone:
+	case <-srv.done:
 	case <-time.After(15 * time.Second):
 		t.Fatalf("server did not exit after SIGTERM")
 	}
@@ -148,6 +129,50 @@ func runCat(t *testing.T, bin, url, uid, channel, input string) string {
 		t.Logf("mlescat %s: %v: %s", uid, err, errb.String())
 	}
 	return out.String()
+}
+
+// serverProc is a built mles binary running as a child process of the test.
+type serverProc struct {
+	cmd  *exec.Cmd
+	out  *lockedBuffer // its stdout and stderr
+	done chan struct{} // closed once the process has exited
+}
+
+// startServerProc starts bin with args and README's environment, waits
+// until dialAddr accepts TCP connections, and kills the process when the
+// test ends, showing the tail of its output if the test failed.
+func startServerProc(t *testing.T, bin, dialAddr string, args ...string) *serverProc {
+	t.Helper()
+	p := &serverProc{cmd: exec.Command(bin, args...), out: &lockedBuffer{}, done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	p.cmd.Env = cleanEnv()
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("server output (tail):\n%s", tail(p.out.String(), 4000))
+		}
+	})
+	waitFor(t, 20*time.Second, func() bool {
+		c, err := net.DialTimeout("tcp", dialAddr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return p
+}
+
+// tail returns the last n bytes of s.
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[len(s)-n:]
 }
 
 func buildBin(t *testing.T, dir, name, pkg string) string {

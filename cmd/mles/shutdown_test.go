@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os/exec"
 	"strconv"
 	"sync"
 	"syscall"
@@ -32,30 +31,8 @@ func TestShutdownUnderTraffic(t *testing.T) {
 	mles := buildBin(t, t.TempDir(), "mles", "github.com/mles/mles/cmd/mles")
 	port := freePort(t)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	srvOut := &lockedBuffer{}
-	srv := exec.Command(mles, "-p", strconv.Itoa(port), "--reactors", "2",
+	srv := startServerProc(t, mles, addr, "-p", strconv.Itoa(port), "--reactors", "2",
 		"--drain-timeout", drain.String(), "--log-level", "info")
-	srv.Stdout, srv.Stderr = srvOut, srvOut
-	srv.Env = cleanEnv()
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	srvDone := make(chan struct{})
-	go func() { _ = srv.Wait(); close(srvDone) }()
-	t.Cleanup(func() {
-		_ = srv.Process.Kill()
-		<-srvDone
-		if t.Failed() {
-			t.Logf("server output:\n%s", srvOut.String())
-		}
-	})
-	waitFor(t, 20*time.Second, func() bool {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
 
 	dialer := websocket.Dialer{
 		Subprotocols:     []string{"mles-websocket"},
@@ -180,11 +157,11 @@ func TestShutdownUnderTraffic(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // half a second of traffic before the signal
 
 	signalled := time.Now()
-	if err := srv.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-srvDone:
+	case <-srv.done:
 	case <-time.After(drain + 5*time.Second):
 		t.Fatalf("server still running %v after SIGTERM", time.Since(signalled))
 	}
@@ -207,8 +184,8 @@ func TestShutdownUnderTraffic(t *testing.T) {
 	if exited > drain+time.Second {
 		t.Errorf("exit took %v, drain timeout %v", exited, drain)
 	}
-	if srv.ProcessState.ExitCode() != 0 {
-		t.Errorf("exit code %d", srv.ProcessState.ExitCode())
+	if code := srv.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit code %d", code)
 	}
 	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		c.Close()
