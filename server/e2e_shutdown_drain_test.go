@@ -171,3 +171,59 @@ func TestE2EShutdownDrainsMembers(t *testing.T) {
 		}
 	})
 }
+
+// TestE2EShutdownStalledMember: at shutdown a member that does not read
+// cannot get its backlog; it is declared a slow consumer once three
+// quarters of the drain timeout have passed (1008 instead of a 1001 after a
+// silent gap), and Shutdown still returns within the drain timeout.
+func TestE2EShutdownStalledMember(t *testing.T) {
+	const (
+		drain    = 2 * time.Second
+		messages = 256
+		size     = 32 << 10 // 8 MiB in all: more than the socket buffers take
+	)
+	ts := startServer(t, mode{"plain", false}, func(o *server.Options) {
+		o.MaxPending = 64 << 10
+		o.SlowGrace = time.Hour // only the shutdown deadline may close it
+		o.DrainTimeout = drain
+	})
+	const ch = "stalled-at-shutdown"
+	pub := ts.join(t, "pub", ch)
+	stalled, err := ts.joinErr("stalled", ch, dialConfig{rcvBuf: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stalled.Close() })
+	ts.waitMembers(t, 2)
+	var b bytes.Buffer
+	for k := range messages {
+		b.Write(maskedFrame(ws.OpBinary, true, 0, seqPayload(0, uint32(k), size)))
+	}
+	if err := pub.write(b.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	// The publisher's pong: the server has read every message.
+	pub.mustSend(t, ws.OpPing, []byte("sync"))
+	for {
+		f, err := pub.nextFrame(30 * time.Second)
+		if err != nil {
+			t.Fatalf("publisher: waiting for its pong: %v", err)
+		}
+		if f.Header.OpCode == ws.OpPong {
+			break
+		}
+	}
+	slowBefore := ts.Stats().SlowConsumers
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*drain)
+	defer cancel()
+	if err := ts.Shutdown(ctx); err != nil {
+		t.Logf("Shutdown: %v", err)
+	}
+	if elapsed := time.Since(start); elapsed > drain+time.Second {
+		t.Errorf("Shutdown took %v, DrainTimeout is %v", elapsed, drain)
+	}
+	if n := ts.Stats().SlowConsumers - slowBefore; n != 1 {
+		t.Errorf("%d slow consumers at shutdown, want the stalled member", n)
+	}
+}
