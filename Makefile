@@ -11,7 +11,8 @@ BENCHFLAGS ?= -run '^$$' -bench . -benchmem
 FUZZTIME ?= 5m
 FUZZSMOKE ?= 5s
 FUZZ_TARGETS := codec:FuzzFrameReader codec:FuzzUpgradeParser codec:FuzzDecodeHeader \
-	codec:FuzzCheckAuth tlsbridge:FuzzReadPlainSplits tlsbridge:FuzzHandshakeInput
+	codec:FuzzCheckAuth tlsbridge:FuzzReadPlainSplits tlsbridge:FuzzHandshakeInput \
+	tlsbridge:FuzzHelloComplete
 # make soak: mixed traffic against the real binary for SOAK_DURATION.
 SOAK_DURATION ?= 30m
 

@@ -33,10 +33,5 @@ func IsPlainHTTP(err error) bool {
 	if !errors.As(err, &rhe) {
 		return false
 	}
-	// The same five-byte prefixes as net/http's tlsRecordHeaderLooksLikeHTTP.
-	switch string(rhe.RecordHeader[:]) {
-	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO":
-		return true
-	}
-	return false
+	return LooksLikeHTTP(rhe.RecordHeader[:])
 }
