@@ -29,12 +29,17 @@ const (
 	CloseInternalError = ws.StatusInternalServerError // 1011
 )
 
-// Close reasons the server sends with ClosePolicyViolation. They are short
-// (a close reason holds at most 123 bytes, RFC 6455 section 5.5) and fixed by
-// the SPEC, because clients and tests match them.
+// Close reasons the server sends for what is not a codec error (a codec
+// error carries its own, see CloseCodeOf). They are short (a close reason
+// holds at most 123 bytes, RFC 6455 section 5.5) and fixed, because clients
+// and tests match them.
 const (
-	ReasonSlowConsumer = "slow consumer" // SPEC 1.6
-	ReasonReplaced     = "replaced"      // SPEC 1.2, --replace-duplicate
+	ReasonSlowConsumer  = "slow consumer"   // 1008, SPEC 1.6
+	ReasonReplaced      = "replaced"        // 1008, SPEC 1.2, --replace-duplicate
+	ReasonDuplicate     = "duplicate"       // 1008, SPEC 1.2
+	ReasonHeaderTimeout = "header timeout"  // 1008, no header frame in time
+	ReasonPingTimeout   = "ping timeout"    // 1001, no frame for --ping-max pings
+	ReasonShutdown      = "server shutdown" // 1001, SPEC 5
 )
 
 // MaxCloseReason is the longest close reason that fits in a control frame:

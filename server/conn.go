@@ -20,7 +20,9 @@ import (
 type connState uint8
 
 const (
-	stHandshake connState = iota // TLS handshake in its goroutine
+	stHello     connState = iota // TLS: waiting for the whole ClientHello (no goroutine yet)
+	stQueued                     // TLS: ClientHello in, waiting for a handshake slot
+	stHandshake                  // TLS handshake in its goroutine
 	stUpgrade                    // reading the HTTP upgrade request
 	stHeader                     // waiting for the Mles header frame
 	stJoined                     // member of a channel
@@ -47,9 +49,9 @@ type conn struct {
 	gc gnet.Conn
 	id uint64 // unique per connection; ring messages carry it to skip echo
 
-	// deadline is the state's deadline in unix nanoseconds: handshake,
-	// upgrade and header; in closing, when to stop waiting for the output
-	// to flush and close hard.
+	// deadline is the state's deadline in unix nanoseconds: ClientHello,
+	// slot wait, handshake, upgrade and header; in closing, when to stop
+	// waiting for the output to flush and close hard.
 	deadline    int64
 	state       connState
 	inHS        bool // counted in Server.handshakes
@@ -58,7 +60,8 @@ type conn struct {
 	flags       connFlags
 	closeStatus ws.StatusCode // the close frame's code, sent once part is out (fCloseFrame)
 
-	tls *tlsbridge.Conn // nil in plain mode
+	tls *tlsbridge.Conn // nil in plain mode and until the ClientHello is in
+	hs  *hsTicket       // claim on a handshake slot, from the ClientHello to the handshake's end
 	up  *upgradeState   // only while reading the upgrade request
 	fr  codec.FrameReader
 
@@ -126,7 +129,8 @@ func (c *conn) releaseUpgrade() {
 }
 
 // OnOpen admits a connection, or refuses it when the server is draining or
-// full, and starts its TLS handshake.
+// full. A TLS connection then waits for its ClientHello at the cost of a
+// plain one: no bridge, no goroutine, no handshake slot until it is in.
 func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	s := h.s
 	n := s.conns.Add(1)
@@ -144,25 +148,67 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	l := s.loopFor(gc.EventLoop())
 	l.tick()
 	c := &conn{s: s, l: l, gc: gc, id: s.nextID.Add(1)}
-	c.deadline = l.now + int64(s.opts.HandshakeTimeout)
 	l.conns[c] = struct{}{}
 	gc.SetContext(c)
 	if s.opts.Plain {
 		c.state = stUpgrade
+		c.deadline = l.now + int64(s.opts.HandshakeTimeout)
 		c.up = newUpgradeState()
 		return nil, gnet.None
 	}
+	c.state = stHello
+	c.deadline = l.now + int64(s.opts.HelloTimeout)
+	return nil, gnet.None
+}
+
+// onHello leaves the client's first bytes in gnet's inbound buffer until
+// they hold a whole ClientHello, then claims a handshake slot, and once it
+// holds one starts the handshake goroutine with those bytes. A Wake from
+// the gate brings a queued connection back here.
+func (c *conn) onHello() {
+	p, _ := c.gc.Peek(-1)
+	if c.state == stHello {
+		ok, err := tlsbridge.HelloComplete(p)
+		if errors.Is(err, tlsbridge.ErrNotHandshake) && len(p) < 5 {
+			return // too few bytes to tell plain HTTP from garbage
+		}
+		if err != nil {
+			if tlsbridge.LooksLikeHTTP(p) {
+				_, _ = c.gc.Write([]byte(tlsbridge.PlainHTTPResponse))
+			}
+			c.s.log.Info("tls handshake failed", "conn", c.id, "remote", c.gc.RemoteAddr().String(), "err", err)
+			c.closeWith(closeTLSError)
+			return
+		}
+		if !ok {
+			return
+		}
+		k, _ := ipKey(c.gc.RemoteAddr())
+		var granted bool
+		c.hs, granted = c.s.gate.acquire(c.gc, k)
+		if !granted {
+			// The wait is bounded on its own; the handshake's timeout
+			// starts with the slot.
+			c.state = stQueued
+			c.deadline = c.l.now + int64(c.s.opts.HandshakeTimeout)
+			return
+		}
+	} else if !c.s.gate.isGranted(c.hs) {
+		return
+	}
 	c.state = stHandshake
 	c.inHS = true
-	s.handshakes.Add(1)
+	c.s.handshakes.Add(1)
+	c.deadline = c.l.now + int64(c.s.opts.HandshakeTimeout)
+	gc := c.gc
 	c.tls = tlsbridge.NewConn(tlsbridge.Config{
-		TLS:     s.opts.TLS,
+		TLS:     c.s.opts.TLS,
 		Wake:    func() { _ = gc.Wake(nil) },
-		Sem:     s.hsSem,
-		Timeout: s.opts.HandshakeTimeout,
+		Timeout: c.s.opts.HandshakeTimeout,
 	})
 	c.tls.Start()
-	return nil, gnet.None
+	data, _ := c.gc.Next(-1)
+	c.trafficTLS(data)
 }
 
 // OnTraffic feeds the bytes that arrived (or, after a Wake from the
@@ -177,6 +223,11 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	}
 	l := c.l
 	l.tick()
+	if c.state == stHello || c.state == stQueued {
+		c.onHello()
+		c.flush()
+		return gnet.None
+	}
 	data, _ := gc.Next(-1) // valid until this callback returns
 	if c.state == stClosing {
 		c.finishClose() // the peer may have read everything (a close echo)
@@ -238,7 +289,13 @@ func (c *conn) trafficTLS(data []byte) {
 	c.closeWith(closeTLSError)
 }
 
+// endHandshake gives back the connection's handshake slot, or its place in
+// the line for one, once.
 func (c *conn) endHandshake() {
+	if c.hs != nil {
+		c.s.gate.release(c.hs)
+		c.hs = nil
+	}
 	if c.inHS {
 		c.inHS = false
 		c.s.handshakes.Add(-1)
@@ -333,21 +390,23 @@ func (c *conn) onFrames(p []byte) {
 	}
 }
 
+// protocolError closes c for a codec error. In the header state a frame
+// over the header frame's limit is a bad header (1008), not a message too
+// big (1009).
 func (c *conn) protocolError(err error) {
-	code := ws.StatusProtocolError
-	var pe *codec.ProtocolError
-	if errors.As(err, &pe) {
-		code = pe.Code
+	r := closeProtocol
+	if c.state == stHeader && errors.Is(err, codec.ErrFrameTooLarge) {
+		r, err = closeBadHeader, codec.ErrHeaderTooLong
 	}
-	r := reasonForCode(code)
-	if c.state == stHeader && r == closeTooBig {
-		r, code = closeBadHeader, ws.StatusPolicyViolation
-	}
-	text := closeInfo[r].text
-	if pe != nil && pe.Reason != "" {
-		text = pe.Reason
-	}
-	c.s.log.Info("protocol error", "conn", c.id, "code", int(code), "err", err)
+	c.closeErr(r, err)
+}
+
+// closeErr is the one way a codec error closes a connection: its close code
+// and short reason come from codec.CloseCodeOf, and one log line names both
+// and the error.
+func (c *conn) closeErr(r closeReason, err error) {
+	code, text := codec.CloseCodeOf(err)
+	c.s.log.Info(r.String(), "conn", c.id, "code", int(code), "reason", text, "err", err)
 	c.closeCode(r, code, text)
 }
 
@@ -397,15 +456,9 @@ func (c *conn) onHeader() {
 }
 
 // refuse closes a connection whose header frame was not accepted, at once
-// and with 1008 (SPEC 1.2). The close reason is the codec error's own short
-// reason (no Go package prefix), or r's text when err has none.
+// and with 1008 (SPEC 1.2): err is a codec header or auth error.
 func (c *conn) refuse(r closeReason, err error) {
-	_, text := codec.CloseCodeOf(err)
-	if text == "" {
-		text = closeInfo[r].text
-	}
-	c.s.log.Info("join refused", "conn", c.id, "reason", r.String(), "err", err)
-	c.closeCode(r, ws.StatusPolicyViolation, text)
+	c.closeErr(r, err)
 }
 
 // join makes c a member of the channel the header names: history first,
@@ -416,7 +469,8 @@ func (c *conn) join(h codec.Header) {
 	key := memberKey{uid: h.UID, auth: h.Auth}
 	ch, old, ok := s.reg.join(s, h.Channel, key, c, l.now)
 	if !ok {
-		c.refuse(closeDuplicate, nil)
+		c.s.log.Info(closeDuplicate.String(), "conn", c.id, "uid", h.UID, "channel", h.Channel)
+		c.closeWith(closeDuplicate)
 		return
 	}
 	c.ch, c.key, c.uidID = ch, key, s.ids.id(h.UID)
@@ -725,7 +779,11 @@ func (c *conn) slowConsumer(why string) {
 func (c *conn) sweep() {
 	now := c.l.now
 	switch c.state {
-	case stHandshake, stUpgrade:
+	case stHello:
+		if now >= c.deadline {
+			c.closeWith(closeHelloTimeout)
+		}
+	case stQueued, stHandshake, stUpgrade:
 		if now >= c.deadline {
 			c.closeWith(closeHandshakeTimeout)
 		}
@@ -776,7 +834,8 @@ func (c *conn) closeCode(r closeReason, code ws.StatusCode, text string) {
 		return
 	}
 	upgraded := c.state == stHeader || c.state == stJoined
-	established := c.state != stHandshake
+	established := c.state > stHandshake
+	c.endHandshake() // a slot goes to the next client now, not at OnClose
 	c.state = stClosing
 	c.reason = r
 	c.replay = nil

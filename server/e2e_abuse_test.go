@@ -142,7 +142,10 @@ func TestE2EHeaderFrameAbuse(t *testing.T) {
 // when it stops), and leaves no connection, handshake or fd behind.
 func TestE2ETLSGarbage(t *testing.T) {
 	const hsTimeout = 500 * time.Millisecond
-	ts := startServer(t, mode{"tls", true}, func(o *server.Options) { o.HandshakeTimeout = hsTimeout })
+	ts := startServer(t, mode{"tls", true}, func(o *server.Options) {
+		o.HelloTimeout = hsTimeout // a ClientHello that stops, or never starts
+		o.HandshakeTimeout = hsTimeout
+	})
 	hello := clientHelloPrefix(t) // the first half of a real ClientHello
 	random := make([]byte, 4096)
 	_, _ = rand.Read(random)
@@ -314,6 +317,7 @@ func TestE2ESlowloris(t *testing.T) {
 	)
 	ts := startServer(t, mode{"tls", true}, func(o *server.Options) {
 		o.Reactors = 1 // everyone on the same loop
+		o.HelloTimeout = hsTimeout
 		o.HandshakeTimeout = hsTimeout
 		o.HeaderTimeout = hdrTimeout
 	})

@@ -4,7 +4,6 @@ package server_test
 // leave no goroutine, fd, connection or membership behind.
 
 import (
-	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -19,24 +18,12 @@ import (
 	"github.com/mles/mles/server"
 )
 
-// clientHelloPrefix returns the first bytes a TLS client sends (a record
-// header and part of a ClientHello), for connections that stop mid-handshake.
+// clientHelloPrefix returns the first half of a ClientHello, for
+// connections that stop mid-handshake.
 func clientHelloPrefix(t testing.TB) []byte {
 	t.Helper()
-	a, b := net.Pipe()
-	defer b.Close()
-	go func() {
-		c := tls.Client(a, &tls.Config{InsecureSkipVerify: true})
-		_ = c.Handshake()
-		a.Close()
-	}()
-	buf := make([]byte, 4096)
-	_ = b.SetReadDeadline(time.Now().Add(shortWait))
-	n, err := b.Read(buf)
-	if err != nil || n < 40 {
-		t.Fatalf("capturing a ClientHello: %d bytes, %v", n, err)
-	}
-	return buf[:n/2]
+	hello := fullClientHello(t)
+	return hello[:len(hello)/2]
 }
 
 func openFDs(t testing.TB) int {
@@ -106,12 +93,12 @@ func leakEndings(t testing.TB, hello []byte) []ending {
 			if err := c.send(ws.OpClose, ws.NewCloseFrameBody(1000, "")); err != nil {
 				return err
 			}
-			code, _, err := c.awaitClose(wait)
+			code, reason, err := c.awaitClose(wait)
 			if err != nil {
 				return err
 			}
 			if code != 1000 {
-				return fmt.Errorf("echo %d", code)
+				return fmt.Errorf("echo %d %q, want 1000", code, reason)
 			}
 			return nil
 		}},
@@ -214,9 +201,9 @@ func leakEndings(t testing.TB, hello []byte) []ending {
 			if err := c.send(ws.OpText, []byte(body)); err != nil {
 				return err
 			}
-			code, _, err := c.awaitClose(wait)
-			if code != 1008 {
-				return fmt.Errorf("close %d (%v), want 1008", code, err)
+			code, reason, err := c.awaitClose(wait)
+			if code != 1008 || reason != "invalid uid" {
+				return fmt.Errorf("close %d %q (%v), want 1008 \"invalid uid\"", code, reason, err)
 			}
 			return err
 		}},
@@ -263,15 +250,17 @@ func TestE2ENoLeaks(t *testing.T) {
 	hello := clientHelloPrefix(t)
 	forModes(t, func(t *testing.T, m mode) {
 		ts := startServer(t, m, func(o *server.Options) {
-			o.HandshakeTimeout = 500 * time.Millisecond
-			if m.tls {
-				// 100 TLS handshakes at once under -race on 2 busy cores
-				// can take longer than 500 ms: legitimate clients must
-				// not hit the timeout.
-				o.HandshakeTimeout = 2 * time.Second
-			}
-			o.HeaderTimeout = 300 * time.Millisecond
-			o.PingInterval = 200 * time.Millisecond
+			// The timeouts are what the timeout endings wait for (each
+			// within leakEndings' 5 s), and long enough that the 100
+			// honest clients running beside them, under -race on a busy
+			// 2-core machine, never hit one: a TLS handshake, or the
+			// header frame after the 101 (its deadline starts when the
+			// server queues the 101, before the client has read it),
+			// can take a second there.
+			o.HelloTimeout = 2 * time.Second
+			o.HandshakeTimeout = 2 * time.Second
+			o.HeaderTimeout = 2 * time.Second
+			o.PingInterval = 500 * time.Millisecond
 			o.PingMax = 2
 			o.TickInterval = 20 * time.Millisecond
 		})

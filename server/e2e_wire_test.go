@@ -197,44 +197,50 @@ func TestE2EProtocolErrors(t *testing.T) {
 		beforeJoin bool
 		bytes      []byte
 		want       ws.StatusCode
+		reason     string // the codec error's own short reason
 	}{
 		// RFC 6455 5.1: a client frame must be masked.
-		{name: "unmasked", bytes: frameBytes(ws.NewTextFrame([]byte("x")), false), want: 1002},
+		{name: "unmasked", bytes: frameBytes(ws.NewTextFrame([]byte("x")), false), want: 1002, reason: "unmasked client frame"},
 		// The same in the header state.
-		{name: "unmasked-header", beforeJoin: true, bytes: frameBytes(ws.NewTextFrame([]byte(`{"uid":"u","channel":"c"}`)), false), want: 1002},
+		{name: "unmasked-header", beforeJoin: true, bytes: frameBytes(ws.NewTextFrame([]byte(`{"uid":"u","channel":"c"}`)), false), want: 1002, reason: "unmasked client frame"},
 		// RFC 6455 5.2: RSV bits without a negotiated extension.
-		{name: "rsv1", bytes: maskedFrame(ws.OpText, true, ws.Rsv(true, false, false), []byte("x")), want: 1002},
-		{name: "rsv2", bytes: maskedFrame(ws.OpBinary, true, ws.Rsv(false, true, false), []byte("x")), want: 1002},
-		{name: "rsv3-ping", bytes: maskedFrame(ws.OpPing, true, ws.Rsv(false, false, true), nil), want: 1002},
+		{name: "rsv1", bytes: maskedFrame(ws.OpText, true, ws.Rsv(true, false, false), []byte("x")), want: 1002, reason: "reserved bits set"},
+		{name: "rsv2", bytes: maskedFrame(ws.OpBinary, true, ws.Rsv(false, true, false), []byte("x")), want: 1002, reason: "reserved bits set"},
+		{name: "rsv3-ping", bytes: maskedFrame(ws.OpPing, true, ws.Rsv(false, false, true), nil), want: 1002, reason: "reserved bits set"},
 		// Reserved data opcode 0x3 and control opcode 0xB.
-		{name: "opcode-3", bytes: maskedFrame(ws.OpCode(0x3), true, 0, []byte("x")), want: 1002},
-		{name: "opcode-b", bytes: maskedFrame(ws.OpCode(0xb), true, 0, nil), want: 1002},
+		{name: "opcode-3", bytes: maskedFrame(ws.OpCode(0x3), true, 0, []byte("x")), want: 1002, reason: "reserved opcode"},
+		{name: "opcode-b", bytes: maskedFrame(ws.OpCode(0xb), true, 0, nil), want: 1002, reason: "reserved opcode"},
 		// RFC 6455 5.5: control payload at most 125 bytes, never fragmented.
-		{name: "ping-126", bytes: maskedFrame(ws.OpPing, true, 0, make([]byte, 126)), want: 1002},
-		{name: "ping-fragmented", bytes: maskedFrame(ws.OpPing, false, 0, []byte("x")), want: 1002},
-		{name: "close-1-byte", bytes: maskedFrame(ws.OpClose, true, 0, []byte{3}), want: 1002},
+		{name: "ping-126", bytes: maskedFrame(ws.OpPing, true, 0, make([]byte, 126)), want: 1002, reason: "control frame too long"},
+		{name: "ping-fragmented", bytes: maskedFrame(ws.OpPing, false, 0, []byte("x")), want: 1002, reason: "fragmented control frame"},
+		{name: "close-1-byte", bytes: maskedFrame(ws.OpClose, true, 0, []byte{3}), want: 1002, reason: "close payload of 1 byte"},
 		// Close codes that must never be on the wire (RFC 6455 7.4.1).
-		{name: "close-1005", bytes: maskedFrame(ws.OpClose, true, 0, closeBody(1005, "")), want: 1002},
-		{name: "close-999", bytes: maskedFrame(ws.OpClose, true, 0, closeBody(999, "")), want: 1002},
+		{name: "close-1005", bytes: maskedFrame(ws.OpClose, true, 0, closeBody(1005, "")), want: 1002, reason: "invalid close code"},
+		{name: "close-999", bytes: maskedFrame(ws.OpClose, true, 0, closeBody(999, "")), want: 1002, reason: "invalid close code"},
 		// RFC 6455 5.4: continuation with nothing to continue.
-		{name: "continuation-first", bytes: maskedFrame(ws.OpContinuation, true, 0, []byte("x")), want: 1002},
+		{name: "continuation-first", bytes: maskedFrame(ws.OpContinuation, true, 0, []byte("x")), want: 1002, reason: "continuation frame without a message"},
 		// A new data frame while a fragmented message is open.
 		{name: "data-inside-fragments", bytes: cat(
 			maskedFrame(ws.OpText, false, 0, []byte("a")),
-			maskedFrame(ws.OpText, true, 0, []byte("b"))), want: 1002},
+			maskedFrame(ws.OpText, true, 0, []byte("b"))), want: 1002, reason: "new message inside a fragmented message"},
 		// RFC 6455 8.1: text must be UTF-8.
-		{name: "utf8", bytes: maskedFrame(ws.OpText, true, 0, []byte("ok\xff\xfe")), want: 1007},
-		{name: "utf8-truncated", bytes: maskedFrame(ws.OpText, true, 0, []byte("abc\xc3")), want: 1007},
-		{name: "utf8-surrogate", bytes: maskedFrame(ws.OpText, true, 0, []byte("\xed\xa0\x80")), want: 1007},
+		{name: "utf8", bytes: maskedFrame(ws.OpText, true, 0, []byte("ok\xff\xfe")), want: 1007, reason: "invalid UTF-8"},
+		{name: "utf8-truncated", bytes: maskedFrame(ws.OpText, true, 0, []byte("abc\xc3")), want: 1007, reason: "invalid UTF-8"},
+		{name: "utf8-surrogate", bytes: maskedFrame(ws.OpText, true, 0, []byte("\xed\xa0\x80")), want: 1007, reason: "invalid UTF-8"},
 		{name: "utf8-fragmented", bytes: cat(
 			maskedFrame(ws.OpText, false, 0, []byte("ok")),
-			maskedFrame(ws.OpContinuation, true, 0, []byte("\xc0\xaf"))), want: 1007},
-		{name: "utf8-close-reason", bytes: maskedFrame(ws.OpClose, true, 0, closeBody(1000, "\xff")), want: 1007},
+			maskedFrame(ws.OpContinuation, true, 0, []byte("\xc0\xaf"))), want: 1007, reason: "invalid UTF-8"},
+		{name: "utf8-close-reason", bytes: maskedFrame(ws.OpClose, true, 0, closeBody(1000, "\xff")), want: 1007, reason: "invalid UTF-8"},
 		// Over --max-message: one frame, and a message in fragments.
-		{name: "too-big", bytes: maskedFrame(ws.OpBinary, true, 0, make([]byte, maxMsg+1)), want: 1009},
+		{name: "too-big", bytes: maskedFrame(ws.OpBinary, true, 0, make([]byte, maxMsg+1)), want: 1009, reason: "message too big"},
+		// A header frame over its own limit (64 KiB) is a bad header:
+		// 1008, not 1009, known from the frame header alone (sent with
+		// the start of the payload only: the server closes before the
+		// rest could be written).
+		{name: "header-too-big", beforeJoin: true, bytes: maskedFrame(ws.OpText, true, 0, make([]byte, 64<<10+1))[:100], want: 1008, reason: "header field too long"},
 		{name: "too-big-fragments", bytes: cat(
 			maskedFrame(ws.OpBinary, false, 0, make([]byte, 600)),
-			maskedFrame(ws.OpContinuation, true, 0, make([]byte, 600))), want: 1009},
+			maskedFrame(ws.OpContinuation, true, 0, make([]byte, 600))), want: 1009, reason: "message too big"},
 	}
 	forModes(t, func(t *testing.T, m mode) {
 		ts := startServer(t, m, func(o *server.Options) { o.MaxMessage = maxMsg })
@@ -248,9 +254,12 @@ func TestE2EProtocolErrors(t *testing.T) {
 				if err := c.write(tc.bytes); err != nil {
 					t.Fatal(err)
 				}
-				c.expectClose(t, tc.want, quickClose)
+				reason := c.expectClose(t, tc.want, quickClose)
 				if d := time.Since(start); d > quickClose {
 					t.Fatalf("close took %v", d)
+				}
+				if reason != tc.reason {
+					t.Fatalf("close reason %q, want %q", reason, tc.reason)
 				}
 			})
 		}
@@ -274,34 +283,34 @@ func TestE2EInvalidHeader(t *testing.T) {
 		name   string
 		op     ws.OpCode
 		body   string
-		reason string // the close reason, when it is one fixed text
+		reason string // the codec error's short reason
 	}{
 		// The header must be a text frame.
 		{name: "binary", op: ws.OpBinary, body: `{"uid":"u","channel":"binary"}`, reason: "header must be a text message"},
 		// Not JSON at all.
-		{name: "not-json", op: ws.OpText, body: `hello channel not-json`},
+		{name: "not-json", op: ws.OpText, body: `hello channel not-json`, reason: "header is not a JSON object"},
 		// An empty message.
-		{name: "empty", op: ws.OpText, body: ``},
+		{name: "empty", op: ws.OpText, body: ``, reason: "header is not a JSON object"},
 		// JSON, but not an object.
-		{name: "array", op: ws.OpText, body: `["u","array"]`},
+		{name: "array", op: ws.OpText, body: `["u","array"]`, reason: "header is not a JSON object"},
 		// Truncated JSON.
-		{name: "truncated", op: ws.OpText, body: `{"uid":"u","channel":"truncated"`},
+		{name: "truncated", op: ws.OpText, body: `{"uid":"u","channel":"truncated"`, reason: "header is not a JSON object"},
 		// uid missing.
-		{name: "no-uid", op: ws.OpText, body: `{"channel":"no-uid"}`},
+		{name: "no-uid", op: ws.OpText, body: `{"channel":"no-uid"}`, reason: "invalid uid"},
 		// channel missing.
-		{name: "no-channel", op: ws.OpText, body: `{"uid":"no-channel"}`},
+		{name: "no-channel", op: ws.OpText, body: `{"uid":"no-channel"}`, reason: "invalid channel"},
 		// Empty uid.
 		{name: "empty-uid", op: ws.OpText, body: `{"uid":"","channel":"empty-uid"}`, reason: "invalid uid"},
 		// Empty channel.
 		{name: "empty-channel", op: ws.OpText, body: `{"uid":"u","channel":""}`, reason: "invalid channel"},
 		// Non-ASCII uid and channel.
-		{name: "non-ascii-uid", op: ws.OpText, body: `{"uid":"älice","channel":"non-ascii-uid"}`},
-		{name: "non-ascii-channel", op: ws.OpText, body: `{"uid":"u","channel":"kanäl"}`},
+		{name: "non-ascii-uid", op: ws.OpText, body: `{"uid":"älice","channel":"non-ascii-uid"}`, reason: "invalid uid"},
+		{name: "non-ascii-channel", op: ws.OpText, body: `{"uid":"u","channel":"kanäl"}`, reason: "invalid channel"},
 		// Wrong types.
-		{name: "uid-number", op: ws.OpText, body: `{"uid":42,"channel":"uid-number"}`},
-		{name: "channel-null", op: ws.OpText, body: `{"uid":"u","channel":null}`},
-		{name: "channel-object", op: ws.OpText, body: `{"uid":"u","channel":{"x":1}}`},
-		{name: "auth-number", op: ws.OpText, body: `{"uid":"u","channel":"auth-number","auth":7}`},
+		{name: "uid-number", op: ws.OpText, body: `{"uid":42,"channel":"uid-number"}`, reason: "invalid uid"},
+		{name: "channel-null", op: ws.OpText, body: `{"uid":"u","channel":null}`, reason: "invalid channel"},
+		{name: "channel-object", op: ws.OpText, body: `{"uid":"u","channel":{"x":1}}`, reason: "invalid channel"},
+		{name: "auth-number", op: ws.OpText, body: `{"uid":"u","channel":"auth-number","auth":7}`, reason: "invalid auth"},
 		// uid over --max-uid (1 KiB default).
 		{name: "uid-too-long", op: ws.OpText, body: `{"uid":"` + long + `","channel":"uid-too-long"}`, reason: "header field too long"},
 	}
@@ -327,7 +336,7 @@ func TestE2EInvalidHeader(t *testing.T) {
 				if reason == "" || strings.Contains(reason, ":") || len(reason) > 40 {
 					t.Fatalf("close reason %q: want a short reason without a package prefix", reason)
 				}
-				if tc.reason != "" && reason != tc.reason {
+				if reason != tc.reason {
 					t.Fatalf("close reason %q, want %q", reason, tc.reason)
 				}
 			})

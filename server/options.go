@@ -66,11 +66,19 @@ type Options struct {
 	SlowGrace time.Duration
 	// MaxUID and MaxChannel bound the header frame's names in bytes. Default 1 KiB.
 	MaxUID, MaxChannel int
-	// MaxHandshakes bounds concurrent TLS handshakes. Default 256 x Reactors.
+	// MaxHandshakes bounds concurrent TLS handshakes. A connection claims a
+	// slot once its whole ClientHello is in; one client address (IPv4,
+	// IPv6 /64) holds at most half of the slots, and addresses waiting for
+	// one are served in turn. Default 256 x Reactors.
 	MaxHandshakes int
 
+	// HelloTimeout bounds the wait for a TLS client's whole ClientHello,
+	// from accept: a silent or truncated connection is closed after it.
+	// Default 5 s.
+	HelloTimeout time.Duration
 	// HandshakeTimeout bounds the TLS handshake and the HTTP upgrade
-	// together. Default 10 s.
+	// together, from the moment the connection holds a handshake slot; the
+	// wait for a slot is bounded by it separately. Default 10 s.
 	HandshakeTimeout time.Duration
 	// HeaderTimeout bounds the wait for the Mles header frame after the
 	// upgrade. Default 30 s.
@@ -159,6 +167,7 @@ func (o *Options) Validate() error {
 	def(&o.MaxUID, 1024)
 	def(&o.MaxChannel, 1024)
 	def(&o.MaxHandshakes, 256*o.Reactors)
+	defd(&o.HelloTimeout, 5*time.Second)
 	defd(&o.HandshakeTimeout, 10*time.Second)
 	defd(&o.HeaderTimeout, 30*time.Second)
 	defd(&o.PingInterval, 24*time.Second)

@@ -28,7 +28,7 @@ type Server struct {
 
 	budget *ring.Budget
 	reg    registry
-	hsSem  chan struct{}
+	gate   *hsGate
 	perIP  *ipLimiter // nil without MaxConnsPerIP
 
 	loopsMu sync.Mutex
@@ -97,7 +97,7 @@ func New(opts Options) (*Server, error) {
 		log:     opts.Logger,
 		ids:     newIDHasher(),
 		budget:  ring.NewBudget(opts.HistoryTotalBytes),
-		hsSem:   make(chan struct{}, opts.MaxHandshakes),
+		gate:    newHSGate(opts.MaxHandshakes),
 		perIP:   newIPLimiter(opts.MaxConnsPerIP),
 		loopIdx: make(map[gnet.EventLoop]*loop),
 		booted:  make(chan struct{}),
