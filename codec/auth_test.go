@@ -1,8 +1,11 @@
 package codec
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/dchest/siphash"
 )
 
 func TestAuthToken(t *testing.T) {
@@ -34,12 +37,19 @@ func TestAuthToken(t *testing.T) {
 			want:    "f1d7402d0a290bdc",
 		},
 		{
-			// Inputs longer than the stack buffer hash the same way as
-			// the concatenation (here, by moving bytes between fields).
+			// Inputs longer than the stack buffer: SipHash-2-4 of the
+			// concatenation, computed here with siphash and fmt.
 			name:    "long",
 			uid:     strings.Repeat("u", 700),
 			channel: "c",
-			want:    AuthToken(strings.Repeat("u", 300), strings.Repeat("u", 400)+"c", ""),
+			want:    fmt.Sprintf("%016x", siphash.Hash(0, 0, []byte(strings.Repeat("u", 700)+"c"))),
+		},
+		{
+			name:    "long-key",
+			uid:     "alice",
+			channel: strings.Repeat("c", 300),
+			key:     strings.Repeat("k", 300),
+			want:    fmt.Sprintf("%016x", siphash.Hash(0, 0, []byte("alice"+strings.Repeat("c", 300)+strings.Repeat("k", 300)))),
 		},
 	}
 	for _, tc := range tests {
@@ -123,6 +133,18 @@ func TestCheckAuth(t *testing.T) {
 			// Wrong length.
 			name: "short",
 			h:    alice("9b3b95527f7c2d8", true),
+			err:  ErrAuth,
+		},
+		{
+			// The right token with more after it.
+			name: "over-long",
+			h:    alice("9b3b95527f7c2d800", true),
+			err:  ErrAuth,
+		},
+		{
+			// The right token twice.
+			name: "doubled",
+			h:    alice("9b3b95527f7c2d809b3b95527f7c2d80", true),
 			err:  ErrAuth,
 		},
 		{

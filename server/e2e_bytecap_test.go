@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gobwas/ws"
 
@@ -196,5 +197,56 @@ func TestE2EHistoryBytesJoinFrame(t *testing.T) {
 			}
 			j.expectData(t, ws.OpText, "live")
 		})
+	})
+}
+
+// TestE2ESmallCapsLargeFrames: history caps far below one frame (4 KiB per
+// channel, 16 KiB in all) and 8 KiB frames, 300 of them, to a member that
+// stops reading until the publisher is done and a fast member has every
+// message. The caps cut history only: the paused member, within its grace
+// period and ring, then reads all 300 in order and is not closed.
+func TestE2ESmallCapsLargeFrames(t *testing.T) {
+	const (
+		size     = 8 << 10
+		messages = 300 // 2.4 MiB: far past both caps and MaxPending
+	)
+	forModesReactors(t, func(t *testing.T, m mode, reactors int) {
+		ts := startServer(t, m, func(o *server.Options) {
+			o.Reactors = reactors
+			o.HistoryBytes = 4 << 10
+			o.HistoryTotalBytes = 16 << 10
+			o.MaxPending = 64 << 10
+			o.SlowGrace = time.Minute // paused, not slow: it resumes well before
+		})
+		const ch = "small-caps"
+		pub := ts.joinSeq(t, "pub", ch)
+		fast := ts.joinSeq(t, "fast", ch)
+		paused, err := ts.joinErr("paused", ch, dialConfig{rcvBuf: 4096})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { paused.Close() })
+		ts.waitMembers(t, 3)
+		slowBefore := ts.Stats().SlowConsumers
+
+		done := make(chan error, 1)
+		go func() {
+			for i := range messages {
+				if err := pub.send(ws.OpBinary, seqPayload(1, uint32(i), size)); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+		expectSeqs(t, "fast", fast, 1, 0, messages, size)
+		if err := <-done; err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+		if s := ts.Stats(); s.Members != 3 || s.SlowConsumers != slowBefore {
+			t.Fatalf("after the burst: Stats %+v, want 3 members and no slow consumer", s)
+		}
+		expectSeqs(t, "paused", paused, 1, 0, messages, size)
+		expectAlive(t, ts, pub, paused, slowBefore, 3)
 	})
 }

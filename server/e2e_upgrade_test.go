@@ -16,6 +16,8 @@ import (
 
 	coderws "github.com/coder/websocket"
 	"github.com/gobwas/ws"
+
+	"github.com/mles/mles/codec"
 )
 
 // TestE2ESubprotocol checks SPEC 1.1: mles-websocket is required, accepted
@@ -64,10 +66,9 @@ func TestE2ESubprotocol(t *testing.T) {
 				}
 				_ = c.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
 				body, _ := io.ReadAll(io.LimitReader(c.resp.Body, 1024))
-				if len(bytes.TrimSpace(body)) == 0 {
-					t.Fatal("400 without a reason in the body")
+				if got, want := string(bytes.TrimSpace(body)), codec.ErrSubprotocol.Reason; got != want {
+					t.Fatalf("400 body %q, want the reason %q", got, want)
 				}
-				t.Logf("400 reason: %q", body)
 			})
 		}
 
@@ -167,17 +168,22 @@ func TestE2EUpgradeRequest(t *testing.T) {
 				t.Fatalf("status %d, want 431", resp.StatusCode)
 			}
 		})
-		bad := []struct{ name, from, to string }{
+		bad := []struct {
+			name, from, to string
+			err            *codec.HandshakeError // the status and body to expect
+		}{
 			// No Sec-WebSocket-Key.
-			{"no-key", "Sec-WebSocket-Key: " + key + "\r\n", ""},
+			{"no-key", "Sec-WebSocket-Key: " + key + "\r\n", "", codec.ErrWebSocketKey},
 			// A key that is not 16 bytes of base64.
-			{"bad-key", "Sec-WebSocket-Key: " + key, "Sec-WebSocket-Key: c2hvcnQ="},
-			// Another protocol version.
-			{"version-8", "Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 8"},
+			{"bad-key", "Sec-WebSocket-Key: " + key, "Sec-WebSocket-Key: c2hvcnQ=", codec.ErrWebSocketKey},
+			// Another protocol version: 426 (RFC 6455 4.2.2).
+			{"version-8", "Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 8", codec.ErrWebSocketVersion},
 			// Not GET.
-			{"post", "GET ", "POST "},
-			// No Upgrade header.
-			{"no-upgrade", "Upgrade: websocket\r\n", ""},
+			{"post", "GET ", "POST ", codec.ErrUpgradeMethod},
+			// No "upgrade" in Connection.
+			{"no-connection", "Connection: Upgrade\r\n", "", codec.ErrUpgradeConnection},
+			// No Upgrade header: a plain HTTP request, and no page here.
+			{"no-upgrade", "Upgrade: websocket\r\n", "", &codec.HandshakeError{Status: 404, Reason: "not found"}},
 		}
 		for _, tc := range bad {
 			t.Run(tc.name, func(t *testing.T) {
@@ -186,10 +192,13 @@ func TestE2EUpgradeRequest(t *testing.T) {
 					t.Fatalf("case does not change the request")
 				}
 				_, resp := send(t, []byte(req), false)
-				if resp.StatusCode == http.StatusSwitchingProtocols || resp.StatusCode < 400 {
-					t.Fatalf("status %d, want a 4xx refusal", resp.StatusCode)
+				body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+				if resp.StatusCode != tc.err.Status || string(bytes.TrimSpace(body)) != tc.err.Reason {
+					t.Fatalf("%d %q, want %d %q", resp.StatusCode, bytes.TrimSpace(body), tc.err.Status, tc.err.Reason)
 				}
-				t.Logf("status %d", resp.StatusCode)
+				if tc.err.Status == http.StatusUpgradeRequired && resp.Header.Get("Sec-WebSocket-Version") != "13" {
+					t.Fatalf("426 without Sec-WebSocket-Version: 13 (%v)", resp.Header)
+				}
 			})
 		}
 	})
