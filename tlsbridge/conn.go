@@ -55,14 +55,10 @@ type Config struct {
 	// the loop, since loop methods may not run on the handshake goroutine
 	// (gnet: func() { _ = c.Wake(nil) }). Nil means the loop polls.
 	Wake func()
-	// Sem bounds concurrent handshakes: the goroutine sends into it before the
-	// handshake and receives after. A connection takes a slot only once its
-	// first bytes have arrived, so idle sockets do not hold slots. Nil means
-	// unbounded.
-	Sem chan struct{}
-	// Timeout bounds the handshake, from Start, including the wait for a
-	// Sem slot. Zero means no timeout (the server's own deadline still
-	// applies).
+	// Timeout bounds the handshake, from Start. Zero means no timeout (the
+	// server's own deadline still applies). How many handshakes run at once
+	// is the caller's to bound: the server starts a Conn only once the whole
+	// ClientHello is in (HelloComplete) and it holds a handshake slot.
 	Timeout time.Duration
 	// MaxBuffered bounds the ciphertext (bytes) copied while the handshake
 	// goroutine is behind; beyond it ReadPlain and Feed fail with
@@ -96,7 +92,6 @@ type Conn struct {
 	tc *tls.Conn
 	tr transport // its mu also guards cancel
 
-	sem         chan struct{} // Config.Sem
 	timeout     time.Duration // Config.Timeout
 	maxBuffered int           // Config.MaxBuffered
 	isClient    bool
@@ -130,7 +125,7 @@ func newConn(cfg Config) *Conn {
 	if cfg.MaxBuffered <= 0 {
 		cfg.MaxBuffered = DefaultMaxBuffered
 	}
-	c := &Conn{sem: cfg.Sem, timeout: cfg.Timeout, maxBuffered: cfg.MaxBuffered}
+	c := &Conn{timeout: cfg.Timeout, maxBuffered: cfg.MaxBuffered}
 	c.tr.cond = sync.NewCond(&c.tr.mu) // dropped when the handshake ends
 	c.tr.handshaking = true
 	c.tr.wake = cfg.Wake
@@ -165,30 +160,11 @@ func (c *Conn) Start() {
 // handshake is the body of the handshake goroutine.
 func (c *Conn) handshake(ctx context.Context) {
 	defer c.exited.Store(true)
-	// A timeout or Close must also wake the waits that do not go through
-	// crypto/tls (waitInput); closing reads does both.
+	// A timeout or Close must also wake a Read blocked on the transport's
+	// condition; closing reads does.
 	stop := context.AfterFunc(ctx, func() { _ = c.tr.Close() })
 
-	var err error
-	if !c.isClient {
-		// Take a semaphore slot only once the client has said something.
-		err = c.tr.waitInput()
-	}
-	held := false
-	if err == nil && c.sem != nil {
-		select {
-		case c.sem <- struct{}{}:
-			held = true
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
-	}
-	if err == nil {
-		err = c.tc.HandshakeContext(ctx)
-	}
-	if held {
-		<-c.sem // before Wake: the loop may count free slots once it hears
-	}
+	err := c.tc.HandshakeContext(ctx)
 	if !stop() && err == nil {
 		// The context ended just as the handshake did: reads are closed.
 		err = ctx.Err()

@@ -91,13 +91,12 @@ func TestLargeMessage(t *testing.T) {
 	}
 }
 
-// TestManyConns runs 500 concurrent connections, each exchanging messages,
-// through a semaphore of 16 handshake slots.
+// TestManyConns runs 500 concurrent connections, each exchanging messages.
 func TestManyConns(t *testing.T) {
 	const conns, msgs = 500, 4
 	base := runtime.NumGoroutine()
 	func() {
-		s := newLoopServer(t, Config{Timeout: 20 * time.Second, Sem: make(chan struct{}, 16)}, 0)
+		s := newLoopServer(t, Config{Timeout: 20 * time.Second}, 0)
 		cfg := clientConfig(0)
 		var wg sync.WaitGroup
 		errc := make(chan error, conns)
@@ -194,22 +193,24 @@ func TestCloseWakesHandshake(t *testing.T) {
 		name string
 		feed []byte
 	}{
-		{"idle", nil},                      // blocked before any input (semaphore not taken)
+		{"idle", nil},                      // blocked before any input
 		{"midHello", hello[:len(hello)/2]}, // blocked inside crypto/tls reading the ClientHello
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			base := runtime.NumGoroutine()
-			sem := make(chan struct{}, 1)
 			woke := make(chan struct{}, 1)
-			c := NewConn(Config{TLS: ServerConfig(Static(testCert())), Sem: sem, Wake: func() { woke <- struct{}{} }})
+			c := NewConn(Config{TLS: ServerConfig(Static(testCert())), Wake: func() { woke <- struct{}{} }})
 			c.Start()
 			if err := c.Feed(tc.feed); err != nil {
 				t.Fatal(err)
 			}
 			if tc.feed != nil {
 				checkFor(t, 5*time.Second, time.Millisecond, func() error {
-					if len(sem) != 1 {
-						return errors.New("semaphore not taken yet")
+					c.tr.mu.Lock()
+					consumed := c.tr.inOff == len(c.tr.in)
+					c.tr.mu.Unlock()
+					if !consumed {
+						return errors.New("half ClientHello not read by crypto/tls yet")
 					}
 					return nil
 				})
@@ -218,9 +219,6 @@ func TestCloseWakesHandshake(t *testing.T) {
 			waitExited(t, c)
 			if c.State() != Closed {
 				t.Fatalf("state %v", c.State())
-			}
-			if len(sem) != 0 {
-				t.Fatal("semaphore slot not released")
 			}
 			if len(woke) != 0 {
 				t.Fatal("Wake called after Close")
@@ -333,46 +331,6 @@ func TestTruncatedHelloTimesOut(t *testing.T) {
 	r := s.next(5 * time.Second)
 	if r.state != Failed || !errors.Is(r.err, ErrHandshakeTimeout) {
 		t.Fatalf("got %v %v", r.state, r.err)
-	}
-}
-
-// TestSemaphoreIdleDoesNotBlock: a connection that sends nothing holds no
-// handshake slot, so it cannot starve others.
-func TestSemaphoreIdleDoesNotBlock(t *testing.T) {
-	sem := make(chan struct{}, 1)
-	s := newLoopServer(t, Config{Timeout: 10 * time.Second, Sem: sem}, 0)
-	idle, err := net.Dial("tcp", s.addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idle.Close()
-	for range 3 {
-		cc := dial(t, s, clientConfig(0))
-		roundTrip(t, cc, []byte("through"))
-	}
-	if len(sem) != 0 {
-		t.Fatal("slot still held")
-	}
-}
-
-// TestSemaphoreBounds: with every slot taken, a handshake waits, and fails at
-// its timeout if no slot frees up.
-func TestSemaphoreBounds(t *testing.T) {
-	sem := make(chan struct{}, 1)
-	sem <- struct{}{} // a slot held elsewhere
-	s := newLoopServer(t, Config{Timeout: 300 * time.Millisecond, Sem: sem}, 0)
-	nc, err := net.Dial("tcp", s.addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	nc.Write(clientHello(t))
-	r := s.next(5 * time.Second)
-	if r.state != Failed || !errors.Is(r.err, ErrHandshakeTimeout) {
-		t.Fatalf("got %v %v", r.state, r.err)
-	}
-	if len(sem) != 1 {
-		t.Fatal("slot count changed")
 	}
 }
 

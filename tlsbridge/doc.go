@@ -12,7 +12,7 @@
 // crypto/tls latches every error returned by the underlying net.Conn during
 // the handshake, so a handshake cannot be suspended with "would block". It
 // runs instead in a short-lived goroutine (Conn.Start), bounded by
-// Config.Sem and Config.Timeout, whose reads wait on a condition variable
+// Config.Timeout, whose reads wait on a condition variable
 // until the loop feeds bytes; its writes go to the output buffer and call
 // Config.Wake so the loop flushes them. GetCertificate (ACME) may block there
 // without stalling a loop.
@@ -25,11 +25,14 @@
 //
 // # Use from a gnet handler
 //
-//	// OnOpen:
+//	// OnTraffic, before the handshake: leave the bytes in gnet's buffer
+//	// until a whole ClientHello is in, so that a silent or slow client
+//	// costs no goroutine (and, in the server, no handshake slot).
+//	hello, _ := gc.Peek(-1)
+//	if ok, err := tlsbridge.HelloComplete(hello); err != nil || !ok { ... }
 //	tc := tlsbridge.NewConn(tlsbridge.Config{
 //		TLS:     cfg, // tlsbridge.ServerConfig(source.GetCertificate)
 //		Wake:    func() { _ = gc.Wake(nil) }, // brings the loop to OnTraffic
-//		Sem:     handshakeSlots,
 //		Timeout: 10 * time.Second,
 //	})
 //	tc.Start()

@@ -124,19 +124,6 @@ func (t *transport) appendIn(p []byte, limit int) error {
 	return nil
 }
 
-// waitInput blocks until ciphertext was fed or reads were closed.
-func (t *transport) waitInput() error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for t.inOff == len(t.in) && !t.readClosed {
-		t.cond.Wait()
-	}
-	if t.readClosed {
-		return net.ErrClosed
-	}
-	return nil
-}
-
 // endHandshake switches Read from blocking to "would block" and lets go of
 // the handshake's input buffer if the handshake read all of it.
 func (t *transport) endHandshake() {
