@@ -11,7 +11,6 @@ import (
 var (
 	sinkBytes  []byte
 	sinkHeader Header
-	sinkInt    int
 )
 
 var benchSizes = []int{16, 125, 1024, 16384, 65536}

@@ -83,9 +83,9 @@ feed:
 		}
 	}
 	for i, frame := range frames {
-		f, rerr := ws.ReadFrame(bytes.NewReader(frame))
+		f, rerr := readFrame(bytes.NewReader(frame))
 		if rerr != nil {
-			t.Fatalf("ws.ReadFrame of taken frame: %v", rerr)
+			t.Fatalf("readFrame of taken frame: %v", rerr)
 		}
 		if !f.Header.Fin || f.Header.Masked || f.Header.Rsv != 0 || int(f.Header.Length) != len(frame)-HeaderLen(len(f.Payload)) {
 			t.Fatalf("taken frame header %+v, frame length %d", f.Header, len(frame))
@@ -511,7 +511,7 @@ func TestFrameReaderTakeFrame(t *testing.T) {
 			if !bytes.Equal(frame, want) {
 				t.Fatalf("TakeFrame differs from AppendFrame (len %d vs %d)", len(frame), len(want))
 			}
-			f, err := ws.ReadFrame(bytes.NewReader(frame))
+			f, err := readFrame(bytes.NewReader(frame))
 			if err != nil {
 				t.Fatal(err)
 			}

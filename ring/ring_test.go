@@ -14,20 +14,6 @@ func msg(n int, from uint64) *Message {
 	return &Message{Frame: make([]byte, n), From: from}
 }
 
-// checkFor calls f until it returns nil or the deadline passes (nats checkFor).
-func checkFor(t *testing.T, total time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		runtime.Gosched()
-	}
-	t.Fatalf("condition not met within %v: %v", total, err)
-}
-
 // retainedBytes sums len(Frame) over every message still stored in a slot and every stored
 // join: the ground truth that Bytes must equal when no Publish is in flight.
 func retainedBytes(r *Ring) (n int64, count int) {

@@ -3,7 +3,7 @@ package server_test
 // BenchmarkFanout measures the server's fan-out path end to end, in
 // process: one publisher writes pre-built masked frames over a real
 // loopback socket, the server stores each once in the channel ring and
-// drains it to every subscriber with one writev per batch, and raw TCP
+// drains it to every subscriber with one write per batch, and raw TCP
 // subscribers count what arrives. Clients allocate nothing in the timed
 // loop, so the process-wide allocation count is the server's.
 

@@ -3,16 +3,19 @@
 // package parses the HTTP upgrade and WebSocket frames incrementally, and
 // each channel's ring carries its messages and history.
 //
-// A connection moves through handshake, upgrade, header, joined and closing
-// (see connState); every state but closing has a deadline, and every exit
-// releases the membership, the TLS state and the buffers exactly once, in
-// OnClose.
+// A connection moves through hello, queued and handshake (TLS only), then
+// upgrade, header, joined and closing (see connState); every state has a
+// deadline, and every exit releases the handshake slot, the membership,
+// the TLS state and the buffers exactly once. A TLS connection costs no
+// goroutine until its whole ClientHello is in and the handshake gate
+// (hsGate) gives it a slot.
 //
 // Fan-out: a published message is stored once in the channel's ring. Each
 // event loop keeps its subscribers of a channel in a group; a publish marks
 // each group dirty and wakes its loop once per burst, and the loop drains
 // every subscriber of the group from its cursor to the head with one write
-// (writev in plain mode, one tls.Conn.Write in TLS mode). A subscriber whose
+// (small frames copied into one batch buffer, a write in plain mode and one
+// tls.Conn.Write in TLS mode; see conn.drain for why not writev). A subscriber whose
 // unsent bytes pass Options.MaxPending is paused (the ring is its queue) and
 // closed as a slow consumer when the ring laps it or the grace period ends.
 // A large frame goes out in slices of the ring's shared frame while the
@@ -25,7 +28,9 @@
 // caps never evict what a member has not read; stored join frames live
 // beside the ring (ring.Join), so joins never lap anyone.
 //
-// Closing with a code stops data, finishes a frame in slices, sends the
+// Every codec error closes through one path (conn.closeErr): the close
+// code and short reason come from codec.CloseCodeOf. Closing with a code
+// stops data, finishes a frame in slices, sends the
 // close frame and closes once gnet has flushed the output, or after
 // Options.CloseLinger. Shutdown first delivers what the channels accepted
 // (for three quarters of DrainTimeout), then 1001.

@@ -17,13 +17,6 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-type reply struct {
-	ID    int             `json:"id"`
-	Error json.RawMessage `json:"error"`
-	Push  json.RawMessage `json:"push"`
-	Other map[string]json.RawMessage
-}
-
 func startCentrifugo(t *testing.T, config string) string {
 	bin, _ := filepath.Abs("../../.bin/centrifugo")
 	if _, err := os.Stat(bin); err != nil {
