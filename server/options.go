@@ -10,8 +10,9 @@ import (
 )
 
 // Options configures a Server. The zero value of every field means its
-// documented default; Validate fills defaults in and rejects impossible
-// combinations, so New sees one consistent set.
+// documented default (const.go): SetDefaults fills them in, Validate then
+// rejects impossible values, and New does both, so it sees one consistent
+// set.
 type Options struct {
 	// Addr is the listen address, host:port. Default ":443" (mles-rs listens
 	// on every interface on port 443).
@@ -117,76 +118,110 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Errors returned by Validate.
+// ErrNoTLS is New's error for options without a certificate source that
+// are not plain. ErrHistoryRange is Validate's for History; its other
+// errors name the option and its command-line flag.
 var (
 	ErrNoTLS        = errors.New("server: no TLS configuration and not plain")
-	ErrHistoryRange = errors.New("server: history limit out of range 1..999999")
+	ErrHistoryRange = errors.New("server: History (-l/--limit) out of range 1..999999")
 )
 
-// Validate fills in defaults and checks the options.
-func (o *Options) Validate() error {
+// SetDefaults gives every zero field its default (const.go), and derives
+// the defaults that depend on other fields: MaxHandshakes from Reactors,
+// RingSize from History. It never fails; Validate then checks the result.
+func (o *Options) SetDefaults() {
+	set := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	setd := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	set64 := func(v *int64, d int64) {
+		if *v == 0 {
+			*v = d
+		}
+	}
 	if o.Addr == "" {
-		o.Addr = ":443"
+		o.Addr = DefaultAddr
 	}
-	if o.TLS == nil && !o.Plain {
-		return ErrNoTLS
+	set(&o.Reactors, runtime.NumCPU())
+	set(&o.ReadBufferCap, DefaultReadBufferCap)
+	set(&o.WriteBufferCap, DefaultWriteBufferCap)
+	set(&o.History, DefaultHistory)
+	set64(&o.HistoryBytes, DefaultHistoryBytes)
+	set64(&o.HistoryTotalBytes, DefaultHistoryTotalBytes)
+	if o.History > 0 && o.RingSize >= 0 {
+		o.RingSize = ceilPow2(max(o.RingSize, DefaultMinRing, 2*o.History))
 	}
-	def := func(v *int, d int) {
-		if *v <= 0 {
-			*v = d
-		}
+	set(&o.MaxMessage, DefaultMaxMessage)
+	set(&o.MaxPending, DefaultMaxPending)
+	setd(&o.SlowGrace, DefaultSlowGrace)
+	set(&o.MaxUID, DefaultMaxUID)
+	set(&o.MaxChannel, DefaultMaxChannel)
+	if o.Reactors > 0 {
+		set(&o.MaxHandshakes, DefaultHandshakesPerLoop*o.Reactors)
 	}
-	defd := func(v *time.Duration, d time.Duration) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	def(&o.Reactors, runtime.NumCPU())
-	def(&o.ReadBufferCap, 64<<10)
-	def(&o.WriteBufferCap, 4<<10)
-	if o.History == 0 {
-		o.History = 200
-	}
-	if o.History < 1 || o.History > 999999 {
-		return ErrHistoryRange
-	}
-	if o.HistoryBytes <= 0 {
-		o.HistoryBytes = 64 << 20
-	}
-	if o.HistoryTotalBytes <= 0 {
-		o.HistoryTotalBytes = 1 << 30
-	}
-	minRing := max(1024, 2*o.History)
-	if o.RingSize < minRing {
-		o.RingSize = minRing
-	}
-	o.RingSize = ceilPow2(o.RingSize)
-	def(&o.MaxMessage, 16<<20)
-	def(&o.MaxPending, 4<<20)
-	defd(&o.SlowGrace, 10*time.Second)
-	def(&o.MaxUID, 1024)
-	def(&o.MaxChannel, 1024)
-	def(&o.MaxHandshakes, 256*o.Reactors)
-	defd(&o.HelloTimeout, 5*time.Second)
-	defd(&o.HandshakeTimeout, 10*time.Second)
-	defd(&o.HeaderTimeout, 30*time.Second)
-	defd(&o.PingInterval, 24*time.Second)
-	def(&o.PingMax, 3)
-	defd(&o.ChannelIdle, 30*24*time.Hour)
-	defd(&o.DrainTimeout, 5*time.Second)
-	defd(&o.CloseLinger, 3*time.Second)
-	defd(&o.TickInterval, time.Second)
-	if o.ReleaseQuiet == 0 {
-		o.ReleaseQuiet = 2 * time.Second
-	}
-	if o.MaxConns < 0 {
-		return fmt.Errorf("server: max-conns %d < 0", o.MaxConns)
-	}
-	if o.MaxConnsPerIP < 0 {
-		return fmt.Errorf("server: max-conns-per-ip %d < 0", o.MaxConnsPerIP)
-	}
+	setd(&o.HelloTimeout, DefaultHelloTimeout)
+	setd(&o.HandshakeTimeout, DefaultHandshakeTimeout)
+	setd(&o.HeaderTimeout, DefaultHeaderTimeout)
+	setd(&o.PingInterval, DefaultPingInterval)
+	set(&o.PingMax, DefaultPingMax)
+	setd(&o.ChannelIdle, DefaultChannelIdle)
+	setd(&o.DrainTimeout, DefaultDrainTimeout)
+	setd(&o.CloseLinger, DefaultCloseLinger)
+	setd(&o.TickInterval, DefaultTickInterval)
+	setd(&o.ReleaseQuiet, DefaultReleaseQuiet)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+}
+
+// Validate checks options that SetDefaults has filled in; it changes
+// nothing. An error names the option and its command-line flag.
+func (o *Options) Validate() error {
+	if o.History < 1 || o.History > MaxHistory {
+		return ErrHistoryRange
+	}
+	positive := []struct {
+		name string
+		v    int64
+	}{
+		{"Reactors (--reactors)", int64(o.Reactors)},
+		{"ReadBufferCap (--read-buffer-cap)", int64(o.ReadBufferCap)},
+		{"WriteBufferCap (--write-buffer-cap)", int64(o.WriteBufferCap)},
+		{"HistoryBytes (--history-bytes)", o.HistoryBytes},
+		{"HistoryTotalBytes (--history-total-bytes)", o.HistoryTotalBytes},
+		{"RingSize (--ring-size)", int64(o.RingSize)},
+		{"MaxMessage (--max-message)", int64(o.MaxMessage)},
+		{"MaxPending (--max-pending)", int64(o.MaxPending)},
+		{"SlowGrace (--slow-grace)", int64(o.SlowGrace)},
+		{"MaxUID (--max-uid)", int64(o.MaxUID)},
+		{"MaxChannel (--max-channel)", int64(o.MaxChannel)},
+		{"MaxHandshakes (--max-handshakes)", int64(o.MaxHandshakes)},
+		{"HelloTimeout (--hello-timeout)", int64(o.HelloTimeout)},
+		{"HandshakeTimeout (--handshake-timeout)", int64(o.HandshakeTimeout)},
+		{"HeaderTimeout (--header-timeout)", int64(o.HeaderTimeout)},
+		{"PingInterval (--ping-interval)", int64(o.PingInterval)},
+		{"PingMax (--ping-max)", int64(o.PingMax)},
+		{"ChannelIdle (--channel-idle)", int64(o.ChannelIdle)},
+		{"DrainTimeout (--drain-timeout)", int64(o.DrainTimeout)},
+		{"CloseLinger (--close-linger)", int64(o.CloseLinger)},
+		{"TickInterval", int64(o.TickInterval)},
+	}
+	for _, p := range positive {
+		if p.v <= 0 {
+			return fmt.Errorf("server: %s %d: must be positive", p.name, p.v)
+		}
+	}
+	if o.MaxConns < 0 {
+		return fmt.Errorf("server: MaxConns (--max-conns) %d: must be 0 (unlimited) or positive", o.MaxConns)
+	}
+	if o.MaxConnsPerIP < 0 {
+		return fmt.Errorf("server: MaxConnsPerIP (--max-conns-per-ip) %d: must be 0 (unlimited) or positive", o.MaxConnsPerIP)
 	}
 	return nil
 }

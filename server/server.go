@@ -87,10 +87,15 @@ type Stats struct {
 	PerIPAddrs    int   // client addresses (IPv6: /64s) counted by MaxConnsPerIP now
 }
 
-// New validates opts and returns a Server that is not yet listening.
+// New fills in opts' defaults, validates them and returns a Server that is
+// not yet listening.
 func New(opts Options) (*Server, error) {
+	opts.SetDefaults()
 	if err := opts.Validate(); err != nil {
 		return nil, err
+	}
+	if opts.TLS == nil && !opts.Plain {
+		return nil, ErrNoTLS
 	}
 	s := &Server{
 		opts:    opts,

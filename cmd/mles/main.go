@@ -21,7 +21,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/spf13/pflag"
 
@@ -55,35 +54,35 @@ func parse(args []string) (*flags, *pflag.FlagSet, error) {
 	fs.SortFlags = false
 	fs.IntVarP(&f.port, "port", "p", 443, "TCP port to listen on")
 	fs.StringVar(&f.addr, "addr", "", "IP address to listen on (default: all interfaces)")
-	fs.IntVarP(&o.History, "limit", "l", 200, "messages of history kept per channel (1..999999)")
+	fs.IntVarP(&o.History, "limit", "l", server.DefaultHistory, fmt.Sprintf("messages of history kept per channel (1..%d)", server.MaxHistory))
 	fs.BoolVar(&f.plain, "plain", false, "serve WebSocket without TLS (behind a TLS-terminating proxy, or for local tests)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate chain file (reloaded on SIGHUP)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file (reloaded on SIGHUP)")
 	fs.IntVar(&o.Reactors, "reactors", 0, "event loops (default: number of CPUs)")
 	fs.BoolVar(&o.ReusePort, "reuseport", false, "set SO_REUSEPORT on the listener")
 	fs.BoolVar(&o.LockOSThread, "lock-os-thread", false, "pin each event loop to an OS thread")
-	fs.IntVar(&o.ReadBufferCap, "read-buffer-cap", 64<<10, "bytes read per socket read, per event loop")
-	fs.IntVar(&o.WriteBufferCap, "write-buffer-cap", 4<<10, "initial outbound buffer per connection in bytes (grows on demand)")
-	fs.IntVar(&o.MaxMessage, "max-message", 16<<20, "largest accepted message in bytes (close 1009 beyond)")
+	fs.IntVar(&o.ReadBufferCap, "read-buffer-cap", server.DefaultReadBufferCap, "bytes read per socket read, per event loop")
+	fs.IntVar(&o.WriteBufferCap, "write-buffer-cap", server.DefaultWriteBufferCap, "initial outbound buffer per connection in bytes (grows on demand)")
+	fs.IntVar(&o.MaxMessage, "max-message", server.DefaultMaxMessage, "largest accepted message in bytes (close 1009 beyond)")
 	fs.IntVar(&o.MaxConns, "max-conns", 0, "maximum concurrent connections (0: unlimited)")
 	fs.IntVar(&o.MaxConnsPerIP, "max-conns-per-ip", 0, "maximum concurrent connections from one IPv4 address or IPv6 /64 (0: unlimited)")
-	fs.IntVar(&o.MaxPending, "max-pending", 4<<20, "unsent bytes per subscriber before it is paused as a slow consumer")
-	fs.DurationVar(&o.SlowGrace, "slow-grace", 10*time.Second, "how long a subscriber may stay above --max-pending before it is closed")
-	fs.IntVar(&o.MaxUID, "max-uid", 1024, "longest uid in bytes")
-	fs.IntVar(&o.MaxChannel, "max-channel", 1024, "longest channel name in bytes")
-	fs.IntVar(&o.MaxHandshakes, "max-handshakes", 0, "concurrent TLS handshakes (default: 256 per reactor)")
-	fs.Int64Var(&o.HistoryBytes, "history-bytes", 64<<20, "history byte cap per channel")
-	fs.Int64Var(&o.HistoryTotalBytes, "history-total-bytes", 1<<30, "history byte cap for all channels")
-	fs.IntVar(&o.RingSize, "ring-size", 0, "ring slots per channel, a power of two: how far a reader may lag (default: max(1024, 2 x limit))")
-	fs.DurationVar(&o.HelloTimeout, "hello-timeout", 5*time.Second, "time for a TLS client's whole ClientHello after connecting")
-	fs.DurationVar(&o.HandshakeTimeout, "handshake-timeout", 10*time.Second, "time for the TLS handshake and HTTP upgrade, from when a handshake slot is free (the wait for one is bounded by it too)")
-	fs.DurationVar(&o.HeaderTimeout, "header-timeout", 30*time.Second, "time for the Mles header frame after the upgrade")
-	fs.DurationVar(&o.PingInterval, "ping-interval", 24*time.Second, "liveness ping period")
-	fs.IntVar(&o.PingMax, "ping-max", 3, "pings without any inbound frame before the connection is closed")
-	fs.DurationVar(&o.ChannelIdle, "channel-idle", 30*24*time.Hour, "how long a channel without members keeps its history before it is dropped")
-	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 5*time.Second, "graceful shutdown bound")
-	fs.DurationVar(&o.CloseLinger, "close-linger", 3*time.Second, "how long a closing connection keeps flushing its queued output before it is closed hard")
-	fs.DurationVar(&o.ReleaseQuiet, "release-quiet", 2*time.Second, "return free heap memory to the OS once no connection has opened for this long (negative: never)")
+	fs.IntVar(&o.MaxPending, "max-pending", server.DefaultMaxPending, "unsent bytes per subscriber before it is paused as a slow consumer")
+	fs.DurationVar(&o.SlowGrace, "slow-grace", server.DefaultSlowGrace, "how long a subscriber may stay above --max-pending before it is closed")
+	fs.IntVar(&o.MaxUID, "max-uid", server.DefaultMaxUID, "longest uid in bytes")
+	fs.IntVar(&o.MaxChannel, "max-channel", server.DefaultMaxChannel, "longest channel name in bytes")
+	fs.IntVar(&o.MaxHandshakes, "max-handshakes", 0, fmt.Sprintf("concurrent TLS handshakes; one client address holds at most half (default: %d per reactor)", server.DefaultHandshakesPerLoop))
+	fs.Int64Var(&o.HistoryBytes, "history-bytes", server.DefaultHistoryBytes, "history byte cap per channel")
+	fs.Int64Var(&o.HistoryTotalBytes, "history-total-bytes", server.DefaultHistoryTotalBytes, "history byte cap for all channels")
+	fs.IntVar(&o.RingSize, "ring-size", 0, fmt.Sprintf("ring slots per channel, a power of two: how far a reader may lag (default: max(%d, 2 x limit))", server.DefaultMinRing))
+	fs.DurationVar(&o.HelloTimeout, "hello-timeout", server.DefaultHelloTimeout, "time for a TLS client's whole ClientHello after connecting")
+	fs.DurationVar(&o.HandshakeTimeout, "handshake-timeout", server.DefaultHandshakeTimeout, "time for the TLS handshake and HTTP upgrade, from when a handshake slot is free (the wait for one is bounded by it too)")
+	fs.DurationVar(&o.HeaderTimeout, "header-timeout", server.DefaultHeaderTimeout, "time for the Mles header frame after the upgrade")
+	fs.DurationVar(&o.PingInterval, "ping-interval", server.DefaultPingInterval, "liveness ping period")
+	fs.IntVar(&o.PingMax, "ping-max", server.DefaultPingMax, "pings without any inbound frame before the connection is closed")
+	fs.DurationVar(&o.ChannelIdle, "channel-idle", server.DefaultChannelIdle, "how long a channel without members keeps its history before it is dropped")
+	fs.DurationVar(&o.DrainTimeout, "drain-timeout", server.DefaultDrainTimeout, "graceful shutdown bound")
+	fs.DurationVar(&o.CloseLinger, "close-linger", server.DefaultCloseLinger, "how long a closing connection keeps flushing its queued output before it is closed hard")
+	fs.DurationVar(&o.ReleaseQuiet, "release-quiet", server.DefaultReleaseQuiet, "return free heap memory to the OS once no connection has opened for this long (negative: never)")
 	fs.BoolVar(&o.ReplaceDuplicate, "replace-duplicate", false, "a new session with the same (uid, channel, auth) replaces the old one instead of being refused")
 	fs.StringVar(&f.logLevel, "log-level", "", "error, warn, info, debug or trace (default: RUST_LOG, else warn)")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
@@ -96,8 +95,15 @@ func parse(args []string) (*flags, *pflag.FlagSet, error) {
 	}
 	// Checked here, before any startup log line. server.Options reads 0 as
 	// "the default", but on the command line -l 0 is a mistake to name.
-	if h := o.History; h < 1 || h > 999999 {
-		return nil, fs, fmt.Errorf("-l/--limit %d: out of range 1..999999", h)
+	if h := o.History; h < 1 || h > server.MaxHistory {
+		return nil, fs, fmt.Errorf("-l/--limit %d: out of range 1..%d", h, server.MaxHistory)
+	}
+	// The one defaulting step and the one validation step, also before
+	// any log line; the errors name the flag. New repeats both, which
+	// changes nothing.
+	o.SetDefaults()
+	if err := o.Validate(); err != nil {
+		return nil, fs, err
 	}
 	return f, fs, nil
 }
@@ -226,11 +232,6 @@ func run(args []string) error {
 		o.TLS = tlsbridge.ServerConfig(tlsbridge.Static(cert))
 	}
 
-	// Validate fills in the defaults (the reactor count among them) that
-	// ensureHandshakeProc needs; New validates the same options again.
-	if err := o.Validate(); err != nil {
-		return err
-	}
 	srv, err := server.New(*o)
 	if err != nil {
 		return err
