@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/gobwas/ws"
+
+	"github.com/mles/mles/internal/mlestest"
 )
 
 // Sinks against dead-code elimination.
@@ -115,7 +117,7 @@ func BenchmarkCheckAuth(b *testing.B) {
 // BenchmarkUpgradeParse parses a complete upgrade request delivered in one
 // read, then builds the 101 reply.
 func BenchmarkUpgradeParse(b *testing.B) {
-	in := []byte(upgradeRequest([]string{
+	in := []byte(mlestest.UpgradeRequest(exampleHost, sampleKey, []string{
 		"User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
 		"Origin: https://mles.example",
 		"Sec-WebSocket-Extensions: permessage-deflate",

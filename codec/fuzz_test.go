@@ -11,6 +11,8 @@ import (
 
 	"github.com/dchest/siphash"
 	"github.com/gobwas/ws"
+
+	"github.com/mles/mles/internal/mlestest"
 )
 
 // FuzzFrameReader checks that any input parses to the same events and
@@ -53,9 +55,9 @@ func FuzzFrameReader(f *testing.F) {
 // FuzzUpgradeParser checks that chunking does not change the result, that
 // n is within the input, and that an accepted upgrade is sane.
 func FuzzUpgradeParser(f *testing.F) {
-	f.Add([]byte(upgradeRequest(nil)+"\x81\x80"), uint(17))
+	f.Add([]byte(mlestest.UpgradeRequest(exampleHost, sampleKey, nil)+"\x81\x80"), uint(17))
 	f.Add([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), uint(20))
-	f.Add([]byte(upgradeRequest([]string{"Sec-WebSocket-Protocol: a, mles-websocket"}, "Sec-WebSocket-Protocol")), uint(5))
+	f.Add([]byte(mlestest.UpgradeRequest(exampleHost, sampleKey, []string{"Sec-WebSocket-Protocol: a, mles-websocket"}, "Sec-WebSocket-Protocol")), uint(5))
 	f.Add([]byte("\r\nGET / HTTP/1.0\nUpgrade: websocket\n\n"), uint(3))
 	f.Fuzz(func(t *testing.T, data []byte, split uint) {
 		want := parseChunks(t, [][]byte{data})

@@ -9,41 +9,17 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/mles/mles/internal/mlestest"
 )
 
 // sampleKey is the key of RFC 6455 section 1.3, whose accept value the RFC
 // gives.
 const sampleKey = "dGhlIHNhbXBsZSBub25jZQ=="
 
-// upgradeRequest returns a valid Mles upgrade request with extra header
-// lines inserted before the end of the block, and with header lines
-// removed (by name prefix) when listed in drop.
-func upgradeRequest(extra []string, drop ...string) string {
-	lines := []string{
-		"GET /chat?x=1 HTTP/1.1",
-		"Host: mles.example:443",
-		"Upgrade: websocket",
-		"Connection: Upgrade",
-		"Sec-WebSocket-Key: " + sampleKey,
-		"Sec-WebSocket-Version: 13",
-		"Sec-WebSocket-Protocol: mles-websocket",
-	}
-	var b strings.Builder
-	for _, l := range lines {
-		skip := false
-		for _, d := range drop {
-			skip = skip || strings.HasPrefix(l, d)
-		}
-		if !skip {
-			b.WriteString(l + "\r\n")
-		}
-	}
-	for _, l := range extra {
-		b.WriteString(l + "\r\n")
-	}
-	b.WriteString("\r\n")
-	return b.String()
-}
+// exampleHost is the Host of the requests that handshake tests build
+// with mlestest.UpgradeRequest.
+const exampleHost = "mles.example:443"
 
 // parseResult is what a Parse run yields, compared across deliveries.
 type parseResult struct {
@@ -91,20 +67,20 @@ func TestUpgradeParser(t *testing.T) {
 		{
 			// The request MlesTalk sends.
 			name:  "valid",
-			in:    upgradeRequest(nil),
+			in:    mlestest.UpgradeRequest(exampleHost, sampleKey, nil),
 			after: "\x81\x85frame",
 			want:  valid,
 		},
 		{
 			// Subprotocol inside a comma list [beyond mles-rs].
 			name: "valid/protocol-list",
-			in:   upgradeRequest([]string{"Sec-WebSocket-Protocol: chat, mles-websocket ,other"}, "Sec-WebSocket-Protocol"),
+			in:   mlestest.UpgradeRequest(exampleHost, sampleKey, []string{"Sec-WebSocket-Protocol: chat, mles-websocket ,other"}, "Sec-WebSocket-Protocol"),
 			want: valid,
 		},
 		{
 			// Subprotocol in the second of repeated headers.
 			name: "valid/protocol-repeated",
-			in:   upgradeRequest([]string{"Sec-WebSocket-Protocol: chat", "Sec-WebSocket-Protocol: mles-websocket"}, "Sec-WebSocket-Protocol"),
+			in:   mlestest.UpgradeRequest(exampleHost, sampleKey, []string{"Sec-WebSocket-Protocol: chat", "Sec-WebSocket-Protocol: mles-websocket"}, "Sec-WebSocket-Protocol"),
 			want: valid,
 		},
 		{
@@ -120,7 +96,7 @@ func TestUpgradeParser(t *testing.T) {
 			// Empty lines before the request line are skipped (RFC 7230
 			// section 3.5).
 			name: "valid/leading-crlf",
-			in:   "\r\n\r\n" + upgradeRequest(nil),
+			in:   "\r\n\r\n" + mlestest.UpgradeRequest(exampleHost, sampleKey, nil),
 			want: valid,
 		},
 		{
@@ -145,133 +121,133 @@ func TestUpgradeParser(t *testing.T) {
 		{
 			// Upgrade with POST.
 			name:   "err/method",
-			in:     strings.Replace(upgradeRequest(nil), "GET", "POST", 1),
+			in:     strings.Replace(mlestest.UpgradeRequest(exampleHost, sampleKey, nil), "GET", "POST", 1),
 			err:    ErrUpgradeMethod,
 			status: 400,
 		},
 		{
 			// Upgrade over HTTP/1.0.
 			name:   "err/http10",
-			in:     strings.Replace(upgradeRequest(nil), "HTTP/1.1", "HTTP/1.0", 1),
+			in:     strings.Replace(mlestest.UpgradeRequest(exampleHost, sampleKey, nil), "HTTP/1.1", "HTTP/1.0", 1),
 			err:    ErrUpgradeHTTP11,
 			status: 400,
 		},
 		{
 			// Unknown HTTP version.
 			name:   "err/http2",
-			in:     strings.Replace(upgradeRequest(nil), "HTTP/1.1", "HTTP/2.0", 1),
+			in:     strings.Replace(mlestest.UpgradeRequest(exampleHost, sampleKey, nil), "HTTP/1.1", "HTTP/2.0", 1),
 			err:    ErrHTTPVersion,
 			status: 505,
 		},
 		{
 			// Connection without the upgrade token.
 			name:   "err/connection",
-			in:     upgradeRequest([]string{"Connection: keep-alive"}, "Connection"),
+			in:     mlestest.UpgradeRequest(exampleHost, sampleKey, []string{"Connection: keep-alive"}, "Connection"),
 			err:    ErrUpgradeConnection,
 			status: 400,
 		},
 		{
 			// Connection missing.
 			name:   "err/no-connection",
-			in:     upgradeRequest(nil, "Connection"),
+			in:     mlestest.UpgradeRequest(exampleHost, sampleKey, nil, "Connection"),
 			err:    ErrUpgradeConnection,
 			status: 400,
 		},
 		{
 			// Version 8 gets 426 (RFC 6455 section 4.2.2).
 			name:   "err/version-8",
-			in:     upgradeRequest([]string{"Sec-WebSocket-Version: 8"}, "Sec-WebSocket-Version"),
+			in:     mlestest.UpgradeRequest(exampleHost, sampleKey, []string{"Sec-WebSocket-Version: 8"}, "Sec-WebSocket-Version"),
 			err:    ErrWebSocketVersion,
 			status: 426,
 		},
 		{
 			// Version missing.
 			name:   "err/no-version",
-			in:     upgradeRequest(nil, "Sec-WebSocket-Version"),
+			in:     mlestest.UpgradeRequest(exampleHost, sampleKey, nil, "Sec-WebSocket-Version"),
 			err:    ErrWebSocketVersion,
 			status: 426,
 		},
 		{
 			// 13 repeated with another version.
 			name:   "err/version-repeated",
-			in:     upgradeRequest([]string{"Sec-WebSocket-Version: 8"}),
+			in:     mlestest.UpgradeRequest(exampleHost, sampleKey, []string{"Sec-WebSocket-Version: 8"}),
 			err:    ErrWebSocketVersion,
 			status: 426,
 		},
 		{
 			// Key missing.
 			name:   "err/no-key",
-			in:     upgradeRequest(nil, "Sec-WebSocket-Key"),
+			in:     mlestest.UpgradeRequest(exampleHost, sampleKey, nil, "Sec-WebSocket-Key"),
 			err:    ErrWebSocketKey,
 			status: 400,
 		},
 		{
 			// Key that decodes to 15 bytes.
 			name:   "err/key-15-bytes",
-			in:     upgradeRequest([]string{"Sec-WebSocket-Key: " + base64.StdEncoding.EncodeToString(make([]byte, 15))}, "Sec-WebSocket-Key"),
+			in:     mlestest.UpgradeRequest(exampleHost, sampleKey, []string{"Sec-WebSocket-Key: " + base64.StdEncoding.EncodeToString(make([]byte, 15))}, "Sec-WebSocket-Key"),
 			err:    ErrWebSocketKey,
 			status: 400,
 		},
 		{
 			// Key with a character outside base64.
 			name:   "err/key-bad-char",
-			in:     upgradeRequest([]string{"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ!="}, "Sec-WebSocket-Key"),
+			in:     mlestest.UpgradeRequest(exampleHost, sampleKey, []string{"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ!="}, "Sec-WebSocket-Key"),
 			err:    ErrWebSocketKey,
 			status: 400,
 		},
 		{
 			// Two keys.
 			name:   "err/key-repeated",
-			in:     upgradeRequest([]string{"Sec-WebSocket-Key: " + sampleKey}),
+			in:     mlestest.UpgradeRequest(exampleHost, sampleKey, []string{"Sec-WebSocket-Key: " + sampleKey}),
 			err:    ErrWebSocketKey,
 			status: 400,
 		},
 		{
 			// No subprotocol offered (SPEC 1.1: 400, not 404).
 			name:   "err/no-subprotocol",
-			in:     upgradeRequest(nil, "Sec-WebSocket-Protocol"),
+			in:     mlestest.UpgradeRequest(exampleHost, sampleKey, nil, "Sec-WebSocket-Protocol"),
 			err:    ErrSubprotocol,
 			status: 400,
 		},
 		{
 			// Other subprotocols only; names compare exactly.
 			name:   "err/other-subprotocol",
-			in:     upgradeRequest([]string{"Sec-WebSocket-Protocol: chat, MLES-WEBSOCKET, mles-websocket2"}, "Sec-WebSocket-Protocol"),
+			in:     mlestest.UpgradeRequest(exampleHost, sampleKey, []string{"Sec-WebSocket-Protocol: chat, MLES-WEBSOCKET, mles-websocket2"}, "Sec-WebSocket-Protocol"),
 			err:    ErrSubprotocol,
 			status: 400,
 		},
 		{
 			// obs-fold (RFC 7230 section 3.2.4).
 			name:   "err/obs-fold",
-			in:     upgradeRequest([]string{"X-Long: a", " continued"}),
+			in:     mlestest.UpgradeRequest(exampleHost, sampleKey, []string{"X-Long: a", " continued"}),
 			err:    ErrObsFold,
 			status: 400,
 		},
 		{
 			// Header line without a colon.
 			name:   "err/no-colon",
-			in:     upgradeRequest([]string{"X-Broken"}),
+			in:     mlestest.UpgradeRequest(exampleHost, sampleKey, []string{"X-Broken"}),
 			err:    ErrHeaderLine,
 			status: 400,
 		},
 		{
 			// Whitespace between name and colon.
 			name:   "err/space-before-colon",
-			in:     upgradeRequest([]string{"Host : x"}, "Host"),
+			in:     mlestest.UpgradeRequest(exampleHost, sampleKey, []string{"Host : x"}, "Host"),
 			err:    ErrHeaderLine,
 			status: 400,
 		},
 		{
 			// Control character in a value.
 			name:   "err/value-ctl",
-			in:     upgradeRequest([]string{"X-A: a\x00b"}),
+			in:     mlestest.UpgradeRequest(exampleHost, sampleKey, []string{"X-A: a\x00b"}),
 			err:    ErrHeaderValue,
 			status: 400,
 		},
 		{
 			// Two Host headers (RFC 7230 section 5.4).
 			name:   "err/duplicate-host",
-			in:     upgradeRequest([]string{"Host: other"}),
+			in:     mlestest.UpgradeRequest(exampleHost, sampleKey, []string{"Host: other"}),
 			err:    ErrDuplicateHost,
 			status: 400,
 		},
@@ -299,7 +275,7 @@ func TestUpgradeParser(t *testing.T) {
 		{
 			// Header block larger than 8 KiB.
 			name:   "err/431",
-			in:     upgradeRequest([]string{"X-Pad: " + strings.Repeat("a", MaxHeaderBlock)}),
+			in:     mlestest.UpgradeRequest(exampleHost, sampleKey, []string{"X-Pad: " + strings.Repeat("a", MaxHeaderBlock)}),
 			err:    ErrHeaderBlockTooLarge,
 			status: 431,
 		},
@@ -344,7 +320,7 @@ func TestUpgradeParser(t *testing.T) {
 // limit waits for more bytes, and that Reset starts over.
 func TestUpgradeParserIncomplete(t *testing.T) {
 	var p UpgradeParser
-	in := []byte(upgradeRequest(nil))
+	in := []byte(mlestest.UpgradeRequest(exampleHost, sampleKey, nil))
 	n, err := p.Parse(in[:len(in)-1])
 	if n != 0 || err != nil {
 		t.Fatalf("incomplete: %d, %v", n, err)
@@ -366,7 +342,7 @@ func TestUpgradeParserIncomplete(t *testing.T) {
 // TestUpgradeParserAllocs checks that parsing allocates only the one
 // string behind Path and Host.
 func TestUpgradeParserAllocs(t *testing.T) {
-	in := []byte(upgradeRequest(nil))
+	in := []byte(mlestest.UpgradeRequest(exampleHost, sampleKey, nil))
 	var p UpgradeParser
 	allocs := testing.AllocsPerRun(100, func() {
 		p.Reset()
@@ -482,7 +458,7 @@ func TestAppendHTTPError(t *testing.T) {
 // TestUpgradeParserSplitTerminator checks the end of the block split across
 // reads at each of its bytes, with the first frame following it.
 func TestUpgradeParserSplitTerminator(t *testing.T) {
-	req := upgradeRequest(nil)
+	req := mlestest.UpgradeRequest(exampleHost, sampleKey, nil)
 	in := []byte(req + "\x81\x80abcd")
 	for cut := len(req) - 4; cut < len(req); cut++ {
 		var p UpgradeParser

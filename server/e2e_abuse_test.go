@@ -27,6 +27,8 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/mles/mles/internal/mlestest"
+	"github.com/mles/mles/internal/poll"
 	"github.com/mles/mles/server"
 )
 
@@ -207,7 +209,7 @@ func TestE2ETLSGarbage(t *testing.T) {
 		}
 	}
 	ts.waitConns(t, 0)
-	checkFor(t, fdWait, 10*time.Millisecond, func() error {
+	poll.CheckFor(t, fdWait, 10*time.Millisecond, func() error {
 		if h := ts.Stats().Handshakes; h != 0 {
 			return fmt.Errorf("Handshakes = %d", h)
 		}
@@ -283,7 +285,7 @@ func TestE2EMaxConnsPerIP(t *testing.T) {
 			_ = c.Close()
 		}
 		ts.waitConns(t, 0)
-		checkFor(t, fdWait, 10*time.Millisecond, func() error {
+		poll.CheckFor(t, fdWait, 10*time.Millisecond, func() error {
 			if n := ts.Stats().PerIPAddrs; n != 0 {
 				return fmt.Errorf("PerIPAddrs = %d after every connection closed", n)
 			}
@@ -418,7 +420,7 @@ func TestE2ESlowloris(t *testing.T) {
 				return
 			}
 			defer conn.Close()
-			go dribble(conn, upgradeRequest(ts.addr, newWSKey(), subprotocol, true))
+			go dribble(conn, []byte(mlestest.UpgradeRequest(ts.addr, newWSKey(), nil)))
 			awaitClose("upgrade", conn, start, hsTimeout)
 		}()
 		// The header frame, after the upgrade.
@@ -557,7 +559,7 @@ func churnJoin(addr string, i int) error {
 	}
 	defer nc.Close()
 	_ = nc.SetDeadline(time.Now().Add(shortWait))
-	req := upgradeRequest(addr, newWSKey(), subprotocol, true)
+	req := []byte(mlestest.UpgradeRequest(addr, newWSKey(), nil))
 	req = append(req, maskedFrame(ws.OpText, true, 0, headerJSON(fmt.Sprintf("u%d", i), fmt.Sprintf("churn-%d", i)))...)
 	req = append(req, maskedFrame(ws.OpClose, true, 0, ws.NewCloseFrameBody(1000, ""))...)
 	if _, err := nc.Write(req); err != nil {

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mles/mles/internal/mlestest"
+	"github.com/mles/mles/internal/poll"
 	"github.com/mles/mles/server"
 )
 
@@ -64,7 +66,7 @@ func TestE2ESilentTLSNoGoroutine(t *testing.T) {
 	})
 	// One full round trip first, so that the loops and pools are warm.
 	ts.join(t, "warm", "warm").Close()
-	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+	poll.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if s := ts.Stats(); s.Conns != 0 {
 			return fmt.Errorf("stats %+v", s)
 		}
@@ -138,7 +140,7 @@ func TestE2ESilentTLSNoGoroutine(t *testing.T) {
 	for msg := range late {
 		t.Fatalf("not closed at the hello timeout (%v): %s", helloTimeout, msg)
 	}
-	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+	poll.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if s := ts.Stats(); s.Conns != 0 || s.Handshakes != 0 {
 			return fmt.Errorf("stats %+v", s)
 		}
@@ -176,7 +178,7 @@ func TestE2EHandshakeSlotShare(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+	poll.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if s := ts.Stats(); s.Conns != stallers || s.Handshakes != 2 {
 			return fmt.Errorf("stats %+v, want %d conns and 2 handshakes (the address's share)", s, stallers)
 		}
@@ -238,7 +240,7 @@ func TestE2EHandshakeQueueNotCharged(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+	poll.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 		if s := ts.Stats(); s.Handshakes != 2 {
 			return fmt.Errorf("stats %+v, want both slots held", s)
 		}
@@ -258,7 +260,7 @@ func TestE2EHandshakeQueueNotCharged(t *testing.T) {
 		t.Fatalf("handshake: %v", err)
 	}
 	// The server answers the upgrade only if it finished the handshake.
-	if _, err := tc.Write(upgradeRequest(ts.addr, newWSKey(), subprotocol, true)); err != nil {
+	if _, err := tc.Write([]byte(mlestest.UpgradeRequest(ts.addr, newWSKey(), nil))); err != nil {
 		t.Fatalf("upgrade request: %v", err)
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(tc), nil)

@@ -8,22 +8,19 @@ package server_test
 // nats-server's checkFor.
 
 import (
-	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/dchest/siphash"
 
+	"github.com/mles/mles/internal/testserver"
 	"github.com/mles/mles/server"
-	"github.com/mles/mles/tlsbridge"
 )
 
 const (
@@ -39,70 +36,10 @@ const (
 	quickClose = 2 * time.Second
 )
 
-// ---------------------------------------------------------------------------
-// condition waits
-
-// checkFor calls f every interval until it returns nil or total elapses, in
-// which case the test fails with f's last error (nats-server checkFor).
-func checkFor(t testing.TB, total, interval time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	var err error
-	for {
-		if err = f(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %v", total, err)
-		}
-		time.Sleep(interval)
-	}
-}
-
-// ---------------------------------------------------------------------------
-// TLS material
-
-var (
-	certOnce sync.Once
-	testCert tls.Certificate
-	certPool *x509.CertPool
-	certErr  error
-)
-
-// selfSigned returns the product's self-signed certificate (the no-flag
-// default of cmd/mles), shared by every test in the binary, and a pool that
-// trusts it so clients verify the server for real.
-func selfSigned(t testing.TB) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	certOnce.Do(func() {
-		testCert, certErr = tlsbridge.SelfSigned(nil)
-		if certErr != nil {
-			return
-		}
-		leaf, err := x509.ParseCertificate(testCert.Certificate[0])
-		if err != nil {
-			certErr = err
-			return
-		}
-		certPool = x509.NewCertPool()
-		certPool.AddCert(leaf)
-	})
-	if certErr != nil {
-		t.Fatalf("self-signed certificate: %v", certErr)
-	}
-	return testCert, certPool
-}
-
-func serverTLSConfig(t testing.TB) *tls.Config {
-	cert, _ := selfSigned(t)
-	return tlsbridge.ServerConfig(tlsbridge.Static(cert))
-}
+func serverTLSConfig(t testing.TB) *tls.Config { return testserver.ServerTLS(t) }
 
 // clientTLSConfig verifies the server against the test certificate.
-func clientTLSConfig(t testing.TB) *tls.Config {
-	_, pool := selfSigned(t)
-	return &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
-}
+func clientTLSConfig(t testing.TB) *tls.Config { return testserver.ClientTLS(t) }
 
 // ---------------------------------------------------------------------------
 // server under test
@@ -170,20 +107,7 @@ func startServer(t testing.TB, m mode, mod func(*server.Options)) *testServer {
 	if mod != nil {
 		mod(&opts)
 	}
-	s, err := server.New(opts)
-	if err != nil {
-		t.Fatalf("server.New: %v", err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Logf("Shutdown: %v", err)
-		}
-	})
+	s := testserver.Start(t, opts)
 	return &testServer{Server: s, t: t, tls: m.tls, addr: s.Addr().String()}
 }
 

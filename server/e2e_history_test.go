@@ -13,6 +13,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/mles/mles/internal/poll"
 	"github.com/mles/mles/server"
 )
 
@@ -193,7 +194,7 @@ func TestE2EHistoryRace(t *testing.T) {
 		}
 
 		// Join mid-burst, when the publishers have written 30% of it.
-		checkFor(t, 60*time.Second, time.Millisecond, func() error {
+		poll.CheckFor(t, 60*time.Second, time.Millisecond, func() error {
 			if n := sent.Load(); n < joinAfter {
 				return fmt.Errorf("%d messages sent", n)
 			}
@@ -240,7 +241,7 @@ func TestE2EHistoryRace(t *testing.T) {
 		wg.Wait()
 		if results[0].err == nil {
 			lastMsg := results[0].seq[len(results[0].seq)-1]
-			checkFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+			poll.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
 				jmu.Lock()
 				defer jmu.Unlock()
 				if jerr != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/mles/mles/internal/poll"
 	"github.com/mles/mles/server"
 )
 
@@ -35,7 +36,7 @@ func TestE2EIdleChannelSweep(t *testing.T) {
 	ts.waitMembers(t, 1)
 
 	left := time.Now()
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	poll.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if got := ts.Stats().Channels; got != 1 {
 			return fmt.Errorf("Channels = %d, want 1", got)
 		}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/mles/mles/internal/poll"
 	"github.com/mles/mles/server"
 )
 
@@ -291,7 +292,7 @@ func TestE2ELappedByBurst(t *testing.T) {
 			}
 			pub.Close()
 			var members int64
-			checkFor(t, 10*time.Second, 2*time.Millisecond, func() error {
+			poll.CheckFor(t, 10*time.Second, 2*time.Millisecond, func() error {
 				if members = ts.Stats().Members; members > 1 {
 					return fmt.Errorf("round %d: Stats().Members = %d, want the member alone or nobody", round, members)
 				}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/mles/mles/internal/poll"
 	"github.com/mles/mles/server"
 )
 
@@ -186,7 +187,7 @@ func TestE2EHoldBound(t *testing.T) {
 	if err := <-got; err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+	poll.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 		if n := ts.Stats().SlowConsumers - slowBefore; n != 1 {
 			return fmt.Errorf("%d slow consumers closed, want the stalled member (20 MiB published, hold 4 MiB)", n)
 		}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/mles/mles/internal/mlestest"
+	"github.com/mles/mles/internal/poll"
 	"github.com/mles/mles/server"
 )
 
@@ -79,7 +81,7 @@ func leakEndings(t testing.TB, hello []byte) []ending {
 		return ts.joinErr(fmt.Sprintf("leak%d", i), fmt.Sprintf("leak-%d", i%5), dialConfig{})
 	}
 	halfRequest := func(ts *testServer) []byte {
-		r := upgradeRequest(ts.addr, newWSKey(), subprotocol, true)
+		r := []byte(mlestest.UpgradeRequest(ts.addr, newWSKey(), nil))
 		return r[:len(r)/2]
 	}
 	return []ending{
@@ -284,7 +286,7 @@ func TestE2ENoLeaks(t *testing.T) {
 			}
 			return nil
 		}
-		checkFor(t, 10*time.Second, 20*time.Millisecond, settle)
+		poll.CheckFor(t, 10*time.Second, 20*time.Millisecond, settle)
 		runtime.GC()
 		baseG, baseFD := runtime.NumGoroutine(), openFDs(t)
 		baseChannels := ts.Stats().Channels
@@ -320,7 +322,7 @@ func TestE2ENoLeaks(t *testing.T) {
 			t.Errorf("client-side failures:%s", b.String())
 		}
 
-		checkFor(t, 15*time.Second, 50*time.Millisecond, func() error {
+		poll.CheckFor(t, 15*time.Second, 50*time.Millisecond, func() error {
 			if err := settle(); err != nil {
 				return err
 			}

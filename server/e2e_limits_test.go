@@ -21,6 +21,8 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/mles/mles/internal/mlestest"
+	"github.com/mles/mles/internal/poll"
 	"github.com/mles/mles/server"
 	"github.com/mles/mles/tlsbridge"
 )
@@ -43,7 +45,7 @@ func exchange(t *testing.T, clients []*rawClient, tag string) {
 // waitConns waits until the server counts n open connections.
 func (ts *testServer) waitConns(t testing.TB, n int64) {
 	t.Helper()
-	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+	poll.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		if got := ts.Stats().Conns; got != n {
 			return fmt.Errorf("Stats().Conns = %d, want %d", got, n)
 		}
@@ -68,7 +70,7 @@ func (ts *testServer) expectRefused(t *testing.T) {
 	}
 	_ = conn.SetDeadline(start.Add(quickClose))
 	// In TLS mode Write runs the handshake, which fails when the server closes.
-	_, err = conn.Write(upgradeRequest(ts.addr, newWSKey(), subprotocol, true))
+	_, err = conn.Write([]byte(mlestest.UpgradeRequest(ts.addr, newWSKey(), nil)))
 	var got []byte
 	if err == nil {
 		got, err = io.ReadAll(conn) // nil at EOF

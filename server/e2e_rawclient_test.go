@@ -15,13 +15,15 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/mles/mles/internal/mlestest"
+	"github.com/mles/mles/internal/poll"
 )
 
 // ---------------------------------------------------------------------------
@@ -104,18 +106,6 @@ func acceptKey(key string) string {
 	return base64.StdEncoding.EncodeToString(h[:])
 }
 
-// upgradeRequest is a hand-written RFC 6455 section 4.1 opening handshake.
-func upgradeRequest(host, key, protocol string, withProtocol bool) []byte {
-	var b strings.Builder
-	fmt.Fprintf(&b, "GET /chat?x=1 HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n", host)
-	fmt.Fprintf(&b, "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n", key)
-	if withProtocol {
-		fmt.Fprintf(&b, "Sec-WebSocket-Protocol: %s\r\n", protocol)
-	}
-	b.WriteString("\r\n")
-	return []byte(b.String())
-}
-
 // dialUpgrade connects, sends the upgrade request and reads the response,
 // whatever its status. The caller checks resp.
 func (ts *testServer) dialUpgrade(cfg dialConfig) (*rawClient, error) {
@@ -123,12 +113,15 @@ func (ts *testServer) dialUpgrade(cfg dialConfig) (*rawClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	proto := cfg.protocol
-	if proto == "" {
-		proto = subprotocol
+	var extra, drop []string
+	if cfg.protocol != "" || cfg.noProtocol {
+		drop = []string{"Sec-WebSocket-Protocol"}
+	}
+	if cfg.protocol != "" && !cfg.noProtocol {
+		extra = []string{"Sec-WebSocket-Protocol: " + cfg.protocol}
 	}
 	key := newWSKey()
-	req := upgradeRequest(ts.addr, key, proto, !cfg.noProtocol)
+	req := []byte(mlestest.UpgradeRequest(ts.addr, key, extra, drop...))
 	_ = conn.SetDeadline(time.Now().Add(shortWait))
 	if _, err := conn.Write(append(req, cfg.extra...)); err != nil {
 		conn.Close()
@@ -211,7 +204,7 @@ func (ts *testServer) joinSeq(t testing.TB, uid, channel string, auth ...string)
 // waitMembers waits until the server counts n joined memberships.
 func (ts *testServer) waitMembers(t testing.TB, n int64) {
 	t.Helper()
-	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+	poll.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		if got := ts.Stats().Members; got != n {
 			return fmt.Errorf("Stats().Members = %d, want %d", got, n)
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/mles/mles/internal/poll"
 	"github.com/mles/mles/server"
 )
 
@@ -53,7 +54,7 @@ func TestE2ESlowConsumerCloseFrame(t *testing.T) {
 				t.Fatalf("round %d: join: %v", round, err)
 			}
 			t.Cleanup(func() { slow.Close() })
-			checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+			poll.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 				if n := ts.Stats().Members; n != 2 {
 					return fmt.Errorf("round %d: Stats().Members = %d, want 2", round, n)
 				}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/mles/mles/internal/poll"
 	"github.com/mles/mles/server"
 )
 
@@ -137,7 +138,7 @@ func TestE2ESlowConsumer(t *testing.T) {
 		t.Logf("published %d x %d B in %v", messages, size, time.Since(start))
 
 		// The slow consumer is closed and counted.
-		checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		poll.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
 			if s := ts.Stats(); s.SlowConsumers <= slowBefore || s.Members != members-1 {
 				return fmt.Errorf("SlowConsumers %d (before %d), Members %d, want %d",
 					s.SlowConsumers, slowBefore, s.Members, members-1)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/mles/mles/internal/poll"
 	"github.com/mles/mles/server"
 )
 
@@ -218,7 +219,7 @@ func TestE2ETLSConcurrent(t *testing.T) {
 	for _, c := range clients {
 		c.Close()
 	}
-	checkFor(t, 15*time.Second, 20*time.Millisecond, func() error {
+	poll.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
 		if s := ts.Stats(); s.Conns != 0 || s.Members != 0 || s.Handshakes != 0 {
 			return fmt.Errorf("stats after closing all: %+v", s)
 		}

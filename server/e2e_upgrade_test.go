@@ -18,6 +18,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/mles/mles/codec"
+	"github.com/mles/mles/internal/mlestest"
 )
 
 // TestE2ESubprotocol checks SPEC 1.1: mles-websocket is required, accepted
@@ -144,7 +145,7 @@ func TestE2EUpgradeRequest(t *testing.T) {
 			return c, resp
 		}
 		key := newWSKey()
-		valid := string(upgradeRequest(ts.addr, key, subprotocol, true))
+		valid := mlestest.UpgradeRequest(ts.addr, key, nil)
 
 		t.Run("byte-at-a-time", func(t *testing.T) {
 			w := ts.joinSeq(t, "w", "bytewise")

@@ -15,20 +15,21 @@ import (
 	"time"
 )
 
-// DefaultSelfSignedHosts are the names a SelfSigned certificate covers when
-// none are given.
-var DefaultSelfSignedHosts = []string{"localhost", "127.0.0.1", "::1"}
+// DefaultSelfSignedHosts returns the names a SelfSigned certificate covers
+// when none are given: a fresh slice each time, so no caller can change
+// another's default.
+func DefaultSelfSignedHosts() []string { return []string{"localhost", "127.0.0.1", "::1"} }
 
 // SelfSignedValidity is how long a SelfSigned certificate is valid.
 const SelfSignedValidity = 365 * 24 * time.Hour
 
 // SelfSigned returns a fresh self-signed ECDSA P-256 certificate for hosts
-// (DNS names or IP addresses; DefaultSelfSignedHosts when empty), valid from
+// (DNS names or IP addresses; DefaultSelfSignedHosts() when empty), valid from
 // an hour ago for SelfSignedValidity. It is the last-resort source (SPEC 2):
 // ephemeral, for first runs and tests. Leaf is set.
 func SelfSigned(hosts []string) (tls.Certificate, error) {
 	if len(hosts) == 0 {
-		hosts = DefaultSelfSignedHosts
+		hosts = DefaultSelfSignedHosts()
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mles/mles/internal/poll"
 )
 
 // roundTrip writes msg on cc and reads the echo back, concurrently so that a
@@ -79,7 +81,7 @@ func TestLargeMessage(t *testing.T) {
 			roundTrip(t, cc, msg)
 			r := s.next(5 * time.Second)
 			// A burst must not pin its buffer on the idle connection.
-			checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+			poll.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 				r.conn.tr.mu.Lock()
 				defer r.conn.tr.mu.Unlock()
 				if c := cap(r.conn.tr.out); c > maxIdleCap {
@@ -205,7 +207,7 @@ func TestCloseWakesHandshake(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.feed != nil {
-				checkFor(t, 5*time.Second, time.Millisecond, func() error {
+				poll.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
 					c.tr.mu.Lock()
 					consumed := c.tr.inOff == len(c.tr.in)
 					c.tr.mu.Unlock()
@@ -241,7 +243,7 @@ func clientHello(t testing.TB) []byte {
 	c := NewClientConn(Config{TLS: clientConfig(0)})
 	c.Start()
 	defer c.Close()
-	checkFor(t, 5*time.Second, time.Millisecond, func() error {
+	poll.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
 		if c.Pending() == 0 {
 			return errors.New("no ClientHello yet")
 		}

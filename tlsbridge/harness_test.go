@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mles/mles/internal/poll"
 )
 
 // This file emulates an event loop over real sockets: one goroutine owns each
@@ -276,25 +278,10 @@ func dial(tb testing.TB, s *loopServer, cfg *tls.Config) *tls.Conn {
 	return cc
 }
 
-// checkFor retries check until it returns nil or timeout passes (nats's
-// checkFor).
-func checkFor(tb testing.TB, timeout, every time.Duration, check func() error) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = check(); err == nil {
-			return
-		}
-		time.Sleep(every)
-	}
-	tb.Fatalf("condition not met within %v: %v", timeout, err)
-}
-
 // checkNoLeak waits for the goroutine count to come back to base.
 func checkNoLeak(tb testing.TB, base int) {
 	tb.Helper()
-	checkFor(tb, 10*time.Second, 10*time.Millisecond, func() error {
+	poll.CheckFor(tb, 10*time.Second, 10*time.Millisecond, func() error {
 		if n := runtime.NumGoroutine(); n > base {
 			return fmt.Errorf("%d goroutines, baseline %d", n, base)
 		}

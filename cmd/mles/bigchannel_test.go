@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mles/mles/internal/mlestest"
 )
 
 // TestBigChannelBurstJoin: one channel of 15,000 members that join in a
@@ -39,12 +41,12 @@ func TestBigChannelBurstJoin(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	mles := buildBin(t, dir, "mles", "github.com/mles/mles/cmd/mles")
+	mles := mlestest.BuildBin(t, dir, "mles", "github.com/mles/mles/cmd/mles")
 	loadgen := buildLoadgen(t, dir)
-	port := freePort(t)
+	port := mlestest.FreePort(t)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 
-	srv := startServerProc(t, mles, addr, "--addr", "127.0.0.1", "-p", strconv.Itoa(port), "--plain")
+	srv := mlestest.StartProc(t, mles, addr, nil, nil, "--addr", "127.0.0.1", "-p", strconv.Itoa(port), "--plain")
 
 	// The generator exits non-zero only when it could not set the run up
 	// (a member could not connect); poor delivery is in its JSON.
@@ -59,15 +61,15 @@ func TestBigChannelBurstJoin(t *testing.T) {
 		// Late messages count as lost only after the drain: generous on a
 		// busy machine; the generator stops draining once all arrived.
 		"-drain", "30s",
-		"-server-pid", strconv.Itoa(srv.cmd.Process.Pid), "-out", out)
-	lg.Env = cleanEnv()
-	lgOut := &lockedBuffer{}
+		"-server-pid", strconv.Itoa(srv.Cmd.Process.Pid), "-out", out)
+	lg.Env = mlestest.CleanEnv()
+	lgOut := &mlestest.LockedBuffer{}
 	lg.Stdout, lg.Stderr = lgOut, lgOut
 	start := time.Now()
 	runErr := lg.Run()
 	t.Logf("loadgen (%.1fs): %s", time.Since(start).Seconds(), strings.TrimSpace(lgOut.String()))
 	select {
-	case <-srv.done:
+	case <-srv.Done:
 		t.Fatalf("the server exited during the run")
 	default:
 	}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/mles/mles/internal/mlestest"
 )
 
 // TestSilentTLSConnections: 3,000 TCP connections to the TLS port that
@@ -28,13 +30,13 @@ func TestSilentTLSConnections(t *testing.T) {
 		t.Skip("builds the binary and opens 3,000 connections")
 	}
 	const silent = 3000
-	mles := buildBin(t, t.TempDir(), "mles", "github.com/mles/mles/cmd/mles")
-	port := freePort(t)
+	mles := mlestest.BuildBin(t, t.TempDir(), "mles", "github.com/mles/mles/cmd/mles")
+	port := mlestest.FreePort(t)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	// Long timeouts: the connections must still be there when RSS is read.
-	srv := startServerProc(t, mles, addr, "--addr", "127.0.0.1", "-p", strconv.Itoa(port),
+	srv := mlestest.StartProc(t, mles, addr, nil, nil, "--addr", "127.0.0.1", "-p", strconv.Itoa(port),
 		"--handshake-timeout", "2m", "--hello-timeout", "2m")
-	pid := srv.cmd.Process.Pid
+	pid := srv.Cmd.Process.Pid
 
 	// Warm the server up (certificate, first handshake, first channel)
 	// before the baseline.
@@ -104,10 +106,10 @@ func TestHandshakeSlotHolders(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	const holders = 12
-	mles := buildBin(t, t.TempDir(), "mles", "github.com/mles/mles/cmd/mles")
-	port := freePort(t)
+	mles := mlestest.BuildBin(t, t.TempDir(), "mles", "github.com/mles/mles/cmd/mles")
+	port := mlestest.FreePort(t)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	startServerProc(t, mles, addr, "--addr", "127.0.0.1", "-p", strconv.Itoa(port), "--max-handshakes", "4")
+	mlestest.StartProc(t, mles, addr, nil, nil, "--addr", "127.0.0.1", "-p", strconv.Itoa(port), "--max-handshakes", "4")
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/mles/mles/internal/mlestest"
 )
 
 // TestShutdownUnderTraffic: SIGTERM while publishers are sending. Every
@@ -28,10 +30,10 @@ func TestShutdownUnderTraffic(t *testing.T) {
 		receivers = 9 // per channel, beside one publisher
 		drain     = 3 * time.Second
 	)
-	mles := buildBin(t, t.TempDir(), "mles", "github.com/mles/mles/cmd/mles")
-	port := freePort(t)
+	mles := mlestest.BuildBin(t, t.TempDir(), "mles", "github.com/mles/mles/cmd/mles")
+	port := mlestest.FreePort(t)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	srv := startServerProc(t, mles, addr, "-p", strconv.Itoa(port), "--reactors", "2",
+	srv := mlestest.StartProc(t, mles, addr, nil, nil, "-p", strconv.Itoa(port), "--reactors", "2",
 		"--drain-timeout", drain.String(), "--log-level", "info")
 
 	dialer := websocket.Dialer{
@@ -157,11 +159,11 @@ func TestShutdownUnderTraffic(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // half a second of traffic before the signal
 
 	signalled := time.Now()
-	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := srv.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-srv.done:
+	case <-srv.Done:
 	case <-time.After(drain + 5*time.Second):
 		t.Fatalf("server still running %v after SIGTERM", time.Since(signalled))
 	}
@@ -184,7 +186,7 @@ func TestShutdownUnderTraffic(t *testing.T) {
 	if exited > drain+time.Second {
 		t.Errorf("exit took %v, drain timeout %v", exited, drain)
 	}
-	if code := srv.cmd.ProcessState.ExitCode(); code != 0 {
+	if code := srv.Cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("exit code %d", code)
 	}
 	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {

@@ -13,7 +13,6 @@ package interop_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -24,13 +23,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/mles/mles/internal/poll"
+	"github.com/mles/mles/internal/testserver"
 	"github.com/mles/mles/server"
-	"github.com/mles/mles/tlsbridge"
 )
 
 const (
@@ -53,28 +52,6 @@ var modes = []mode{{"tls", true}, {"plain", false}}
 
 // ---------------------------------------------------------------------------
 // server under test
-
-var (
-	certOnce sync.Once
-	certTLS  *tls.Config
-	certErr  error
-)
-
-func serverTLS(t *testing.T) *tls.Config {
-	t.Helper()
-	certOnce.Do(func() {
-		cert, err := tlsbridge.SelfSigned([]string{"localhost", "127.0.0.1"})
-		if err != nil {
-			certErr = err
-			return
-		}
-		certTLS = tlsbridge.ServerConfig(tlsbridge.Static(cert))
-	})
-	if certErr != nil {
-		t.Fatalf("self-signed certificate: %v", certErr)
-	}
-	return certTLS
-}
 
 func logger() *slog.Logger {
 	lvl := os.Getenv("MLES_INTEROP_LOG")
@@ -104,24 +81,11 @@ func startServer(t *testing.T, m mode) (*server.Server, string) {
 		Logger:       logger(),
 	}
 	if m.tls {
-		opts.TLS = serverTLS(t)
+		opts.TLS = testserver.ServerTLS(t)
 	} else {
 		opts.Plain = true
 	}
-	s, err := server.New(opts)
-	if err != nil {
-		t.Fatalf("server.New: %v", err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Logf("Shutdown: %v", err)
-		}
-	})
+	s := testserver.Start(t, opts)
 	scheme := "ws"
 	if m.tls {
 		scheme = "wss"
@@ -247,7 +211,7 @@ func runClient(t *testing.T, srv *server.Server, limit time.Duration, env []stri
 	t.Logf("%s %v passed %d checks in %v: %s", rep.Client, rep.Version, len(rep.Passed), elapsed, strings.Join(rep.Passed, " "))
 
 	// The client process is gone, and with it every connection it had.
-	waitFor(t, 10*time.Second, func() error {
+	poll.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		st := srv.Stats()
 		if st.Conns != 0 || st.Members != 0 {
 			return fmt.Errorf("server still has %d connections and %d members after the client exited", st.Conns, st.Members)
@@ -274,22 +238,6 @@ func parseReport(out []byte) (report, error) {
 
 func indent(s string) string {
 	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
-}
-
-// waitFor polls f until it returns nil or total elapses.
-func waitFor(t *testing.T, total time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %v", total, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // forModes runs f against a fresh server over TLS and in plain mode.

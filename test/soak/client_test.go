@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/mles/mles/internal/poll"
 )
 
 // subprotocol is the one the server requires (SPEC 1.1).
@@ -404,7 +406,7 @@ func (s *session) leave(graceful bool) error {
 
 // caughtUp waits until every session has received at least target(s).
 func caughtUp(ss []*session, d time.Duration, target func(*session) uint64) error {
-	return waitFor(context.Background(), d, 20*time.Millisecond, func() error {
+	return poll.Until(context.Background(), d, 20*time.Millisecond, func() error {
 		for _, s := range ss {
 			select {
 			case <-s.done:
@@ -427,28 +429,6 @@ func (s *session) checkJoin() {
 	if f := s.first.Load(); f == 0 || f > s.joinSent+1 {
 		s.fail("first seq %d, but the publisher was at %d when the header went out: messages after the join are missing",
 			f, s.joinSent)
-	}
-}
-
-// waitFor polls cond every interval until it returns nil, d passes or ctx
-// ends; on timeout it returns cond's last error.
-func waitFor(ctx context.Context, d, interval time.Duration, cond func() error) error {
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("after %v: %w", d, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
 	}
 }
 

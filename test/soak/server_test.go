@@ -5,142 +5,56 @@ package soak_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"time"
+
+	"github.com/mles/mles/internal/mlestest"
 )
 
 // serverProc is the mles binary under test, running as a child process so
 // that its RSS and descriptors are its own and the test's 1,000+ client
 // sockets do not count against its fd limit.
 type serverProc struct {
-	cmd  *exec.Cmd
+	*mlestest.Proc
 	pid  int
 	port int
 	log  *logTail
-
-	exited  chan struct{} // closed once Wait returned
-	waitErr error         // valid after exited
 }
 
 // buildServer compiles cmd/mles into a temporary directory. Building the
 // real binary (not an in-process server.Server) is the point of the soak:
 // it runs what operators run, with its flag parsing and signal handling.
 func buildServer(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "mles")
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("go tool not found: %v", err)
-	}
-	cmd := exec.Command(gobin, "build", "-o", bin, "github.com/mles/mles/cmd/mles")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build cmd/mles: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// freePort asks the kernel for a free loopback port. Another process could
-// take it before the server binds; startServer then fails with the
-// server's own error in the log, which says so.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// serverEnv is the test's environment without the variables the server
-// reads (MLES_KEY would demand auth tokens, MLES_<FLAG> would change the
-// flags under test, RUST_LOG the log level the test parses).
-func serverEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "MLES_") || strings.HasPrefix(kv, "RUST_LOG=") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
+	return mlestest.BuildBin(t, t.TempDir(), "mles", "github.com/mles/mles/cmd/mles")
 }
 
 // startServer runs bin with args on 127.0.0.1:port and waits until it
-// listens. Its stderr is kept in a logTail and written to the test log if
-// the test fails; the process is killed on cleanup if it still runs.
+// listens: the log line of OnBoot and a loopback dial that connects (the
+// first alone could race the listener's accept queue). Its output is kept
+// in a logTail, shown if the test fails; the process is killed on cleanup
+// if it still runs.
 func startServer(t *testing.T, bin string, port int, args []string) *serverProc {
 	t.Helper()
 	lt := newLogTail()
 	argv := append([]string{"-p", strconv.Itoa(port), "--addr", "127.0.0.1"}, args...)
-	cmd := exec.Command(bin, argv...)
-	cmd.Env = serverEnv()
-	cmd.Stdout = lt
-	cmd.Stderr = lt
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
-	}
-	p := &serverProc{cmd: cmd, pid: cmd.Process.Pid, port: port, log: lt, exited: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-p.exited
-		}
-		if t.Failed() {
-			t.Logf("server stderr (mles %s):\n%s", strings.Join(argv, " "), lt.String())
-		}
-	})
-	t.Logf("server: mles %s (pid %d)", strings.Join(argv, " "), p.pid)
-
-	// Listening means the log line of OnBoot and a loopback dial that
-	// connects; the first alone could race the listener's accept queue.
-	err := waitFor(context.Background(), 30*time.Second, 20*time.Millisecond, func() error {
-		if !p.running() {
-			return fmt.Errorf("exited: %v", p.waitErr)
-		}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	p := mlestest.StartProc(t, bin, addr, lt, func(*mlestest.Proc) error {
 		if lt.count(`msg=listening`) == 0 {
 			return errors.New("no listening line in its log")
 		}
-		c, err := net.DialTimeout("tcp", p.addr(), time.Second)
-		if err != nil {
-			return err
-		}
-		c.Close()
 		return nil
-	})
-	if err != nil {
-		t.Fatalf("server not listening on %s: %v\n%s", p.addr(), err, lt.String())
-	}
-	return p
+	}, argv...)
+	t.Logf("server: mles %s (pid %d)", strings.Join(argv, " "), p.Cmd.Process.Pid)
+	return &serverProc{Proc: p, pid: p.Cmd.Process.Pid, port: port, log: lt}
 }
 
 func (p *serverProc) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port)) }
-
-// running reports whether the process has not exited.
-func (p *serverProc) running() bool {
-	select {
-	case <-p.exited:
-		return false
-	default:
-		return true
-	}
-}
 
 // procStats is one reading of the server process.
 type procStats struct {

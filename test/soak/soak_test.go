@@ -44,6 +44,9 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/mles/mles/internal/mlestest"
+	"github.com/mles/mles/internal/poll"
 )
 
 var (
@@ -260,7 +263,7 @@ func (r *run) liveSessions() []*session {
 func TestSoak(t *testing.T) {
 	cfg := newConfig(t)
 	bin := buildServer(t)
-	srv := startServer(t, bin, freePort(t), cfg.serverArgs())
+	srv := startServer(t, bin, mlestest.FreePort(t), cfg.serverArgs())
 
 	r := &run{
 		t:     t,
@@ -445,7 +448,7 @@ func (r *run) finish() {
 	r.end.serving = r.probe()
 
 	// Descriptors back to idle plus the connections still held.
-	err := waitFor(r.rootCtx, 20*time.Second, 100*time.Millisecond, func() error {
+	err := poll.Until(r.rootCtx, 20*time.Second, 100*time.Millisecond, func() error {
 		ps, err := readProc(r.srv.pid)
 		if err != nil {
 			return err
@@ -466,11 +469,11 @@ func (r *run) finish() {
 	r.end.sigterm = len(open)
 	r.end.logSlow = r.srv.log.count(logSlow)
 	termStart := time.Now()
-	if err := r.srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := r.srv.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		r.fails.add("SIGTERM: %v", err)
 	}
 	waitDone := func(ss []*session, d time.Duration) error {
-		return waitFor(r.rootCtx, d, 50*time.Millisecond, func() error {
+		return poll.Until(r.rootCtx, d, 50*time.Millisecond, func() error {
 			for _, s := range ss {
 				select {
 				case <-s.done:
@@ -497,9 +500,9 @@ func (r *run) finish() {
 		}
 	}
 	select {
-	case <-r.srv.exited:
+	case <-r.srv.Done:
 		r.end.exitTook = time.Since(termStart)
-		r.end.exitErr = r.srv.waitErr
+		r.end.exitErr = r.srv.Err
 	case <-time.After(15 * time.Second):
 		r.end.exitTook = time.Since(termStart)
 		r.end.exitErr = fmt.Errorf("still running %v after SIGTERM", r.end.exitTook.Round(time.Millisecond))

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/mles/mles/internal/poll"
 )
 
 // publish sends sequence-numbered messages on ch at its rate until ctx
@@ -236,7 +238,7 @@ func (r *run) slowConsumer(uid string, ch *channel) {
 	}
 	r.slowLaunched.Add(1)
 	port := s.conn.LocalAddr().(*net.TCPAddr).Port
-	err = waitFor(r.rootCtx, r.cfg.slowWait, 250*time.Millisecond, func() error {
+	err = poll.Until(r.rootCtx, r.cfg.slowWait, 250*time.Millisecond, func() error {
 		est, err := r.serverEstablished(s.joinedAt)
 		if err != nil {
 			return err
