@@ -5,6 +5,9 @@
 //	mlescat [-k] wss://localhost:8443 -uid alice -channel example [-auth TOKEN]
 //
 // -k skips certificate verification (the server's self-signed default).
+// At the end of its input mlescat closes the session and exits; with
+// -listen it ignores standard input and stays, printing what arrives,
+// until the server closes the session (or it is interrupted).
 // With MLES_KEY set in mlescat's environment and no -auth, the token is
 // computed from it, as MlesTalk does.
 package main
@@ -39,8 +42,9 @@ func run(args []string, in io.Reader, out io.Writer) error {
 	uid := fs.String("uid", "", "user id (required)")
 	channel := fs.String("channel", "", "channel to join (required)")
 	auth := fs.String("auth", "", "auth token (default: computed from MLES_KEY when set)")
+	listen := fs.Bool("listen", false, "only print what arrives: ignore standard input and stay until the server closes the session")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: mlescat [-k] URL -uid U -channel C [-auth A]")
+		fmt.Fprintln(fs.Output(), "usage: mlescat [-k] [-listen] URL -uid U -channel C [-auth A]")
 		fs.PrintDefaults()
 	}
 	// The URL may stand anywhere among the flags: the flag package stops
@@ -104,6 +108,9 @@ func run(args []string, in io.Reader, out io.Writer) error {
 		}
 	}()
 
+	if *listen {
+		return closedErr(<-readErr)
+	}
 	lines := make(chan string)
 	go func() {
 		sc := bufio.NewScanner(in)
