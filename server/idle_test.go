@@ -11,10 +11,10 @@ import (
 	"github.com/mles/mles/server"
 )
 
-// TestE2EIdleChannelSweep: a channel without members keeps its history
+// TestIdleChannelSweep: a channel without members keeps its history
 // until it has been idle for ChannelIdle (30 days by default), then it is
 // dropped; a channel with a member is never dropped.
-func TestE2EIdleChannelSweep(t *testing.T) {
+func TestIdleChannelSweep(t *testing.T) {
 	const idle = 400 * time.Millisecond
 	ts := startServer(t, modes[1], func(o *server.Options) { o.ChannelIdle = idle })
 

@@ -1,6 +1,6 @@
 package server_test
 
-// Helpers shared by the end-to-end acceptance tests (e2e_*_test.go): an
+// Helpers shared by the end-to-end tests of package server_test: an
 // in-process server on a loopback port, a raw WebSocket client that writes
 // hand-crafted frames (gobwas/ws low-level API) over net.Conn or tls.Conn,
 // adapters for the third-party clients gorilla/websocket and
@@ -87,10 +87,10 @@ func baseOptions(t testing.TB, m mode) server.Options {
 	return opts
 }
 
-// testLogger discards server logs unless MLES_E2E_LOG is set (to a slog
+// testLogger discards server logs unless MLES_TEST_LOG is set (to a slog
 // level name such as debug).
 func testLogger() *slog.Logger {
-	lvl := os.Getenv("MLES_E2E_LOG")
+	lvl := os.Getenv("MLES_TEST_LOG")
 	if lvl == "" {
 		return slog.New(slog.NewTextHandler(io.Discard, nil))
 	}

@@ -22,9 +22,9 @@ import (
 
 var tlsMode = mode{"tls", true}
 
-// TestE2ETLSVersions checks that clients limited to TLS 1.2 or to TLS 1.3
+// TestTLSVersions checks that clients limited to TLS 1.2 or to TLS 1.3
 // join and exchange messages, with raw and gorilla clients.
-func TestE2ETLSVersions(t *testing.T) {
+func TestTLSVersions(t *testing.T) {
 	ts := startServer(t, tlsMode, nil)
 	for _, v := range []struct {
 		name    string
@@ -73,9 +73,9 @@ func TestE2ETLSVersions(t *testing.T) {
 	}
 }
 
-// TestE2ELargeMessage checks a 1 MiB message is delivered intact, both
+// TestLargeMessage checks a 1 MiB message is delivered intact, both
 // whole and reassembled from 64 KiB fragments.
-func TestE2ELargeMessage(t *testing.T) {
+func TestLargeMessage(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
 		ts := startServer(t, m, func(o *server.Options) { o.MaxMessage = 2 << 20 })
 		g := ts.joinGorilla(t, "g", "large")
@@ -110,9 +110,9 @@ func TestE2ELargeMessage(t *testing.T) {
 	})
 }
 
-// TestE2ETLSConcurrent checks 500 concurrent TLS connections in 5 channels:
+// TestTLSConcurrent checks 500 concurrent TLS connections in 5 channels:
 // each sends one message and receives exactly the other 99 of its channel.
-func TestE2ETLSConcurrent(t *testing.T) {
+func TestTLSConcurrent(t *testing.T) {
 	const (
 		conns    = 500
 		channels = 5

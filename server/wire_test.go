@@ -21,10 +21,10 @@ import (
 	"github.com/mles/mles/server"
 )
 
-// TestE2EFanOut checks SPEC 1.3: a message goes to every other member of
+// TestFanOut checks SPEC 1.3: a message goes to every other member of
 // the channel with its type, never back to the sender, never to another
 // channel. Members are gorilla, coder and raw clients.
-func TestE2EFanOut(t *testing.T) {
+func TestFanOut(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
 		ts := startServer(t, m, nil)
 		peers := map[string]peer{
@@ -73,9 +73,9 @@ func TestE2EFanOut(t *testing.T) {
 	})
 }
 
-// TestE2EControlFrames checks SPEC 1.3: a ping gets a pong with the same
+// TestControlFrames checks SPEC 1.3: a ping gets a pong with the same
 // payload, to the sender only; pings and pongs are never forwarded.
-func TestE2EControlFrames(t *testing.T) {
+func TestControlFrames(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
 		ts := startServer(t, m, nil)
 		a := ts.joinSeq(t, "a", "ctl")
@@ -119,9 +119,9 @@ func TestE2EControlFrames(t *testing.T) {
 	})
 }
 
-// TestE2EFragmented checks SPEC 1.3: fragments are reassembled per sender,
+// TestFragmented checks SPEC 1.3: fragments are reassembled per sender,
 // control frames may come between them, and each delivery is one frame.
-func TestE2EFragmented(t *testing.T) {
+func TestFragmented(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
 		ts := startServer(t, m, nil)
 		a := ts.joinSeq(t, "a", "frag")
@@ -180,9 +180,9 @@ func TestE2EFragmented(t *testing.T) {
 	})
 }
 
-// TestE2EProtocolErrors checks that each RFC 6455 violation closes the
+// TestProtocolErrors checks that each RFC 6455 violation closes the
 // connection with its code (SPEC 1.3), at once.
-func TestE2EProtocolErrors(t *testing.T) {
+func TestProtocolErrors(t *testing.T) {
 	const maxMsg = 1024
 	closeBody := func(code uint16, reason string) []byte {
 		b := make([]byte, 2+len(reason))
@@ -275,9 +275,9 @@ func TestE2EProtocolErrors(t *testing.T) {
 	})
 }
 
-// TestE2EInvalidHeader checks SPEC 1.2: an invalid header frame closes the
+// TestInvalidHeader checks SPEC 1.2: an invalid header frame closes the
 // connection at once with 1008 and creates no channel.
-func TestE2EInvalidHeader(t *testing.T) {
+func TestInvalidHeader(t *testing.T) {
 	long := strings.Repeat("u", 1025)
 	cases := []struct {
 		name   string
@@ -344,9 +344,9 @@ func TestE2EInvalidHeader(t *testing.T) {
 	})
 }
 
-// TestE2ECloseEcho checks SPEC 1.3: a client close is echoed with its code
+// TestCloseEcho checks SPEC 1.3: a client close is echoed with its code
 // and then the connection is closed.
-func TestE2ECloseEcho(t *testing.T) {
+func TestCloseEcho(t *testing.T) {
 	cases := []struct {
 		name string
 		code ws.StatusCode // 0: empty close payload
@@ -386,9 +386,9 @@ func TestE2ECloseEcho(t *testing.T) {
 	})
 }
 
-// TestE2EEarlyFrames checks SPEC 1.1: bytes sent in the same write as the
+// TestEarlyFrames checks SPEC 1.1: bytes sent in the same write as the
 // upgrade request (the header frame and a first message) are not lost.
-func TestE2EEarlyFrames(t *testing.T) {
+func TestEarlyFrames(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
 		ts := startServer(t, m, nil)
 		b := ts.join(t, "b", "early")
@@ -409,9 +409,9 @@ func TestE2EEarlyFrames(t *testing.T) {
 	})
 }
 
-// TestE2EShutdown checks that Shutdown sends close 1001 to joined clients,
+// TestShutdown checks that Shutdown sends close 1001 to joined clients,
 // is idempotent and stops accepting.
-func TestE2EShutdown(t *testing.T) {
+func TestShutdown(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
 		ts := startServer(t, m, nil)
 		r := ts.join(t, "r", "bye")

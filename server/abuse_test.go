@@ -4,10 +4,10 @@ package server_test
 // TLS first. Each test checks the answer (close code or status, and how
 // fast), that nothing leaks afterwards (connections, handshakes, per-IP
 // entries, fds), and that well-behaved clients beside the abuser keep being
-// served. Frame-level RFC 6455 violations are in e2e_wire_test.go
-// (TestE2EProtocolErrors), header-frame errors in TestE2EInvalidHeader,
-// upgrade-request errors in e2e_upgrade_test.go, half-open peers in
-// TestE2EPingLiveness, the connection cap in TestE2EMaxConns.
+// served. Frame-level RFC 6455 violations are in wire_test.go
+// (TestProtocolErrors), header-frame errors in TestInvalidHeader,
+// upgrade-request errors in upgrade_test.go, half-open peers in
+// TestPingLiveness, the connection cap in TestMaxConns.
 
 import (
 	"bytes"
@@ -37,12 +37,12 @@ import (
 // (go test runs packages in parallel) can delay them by seconds.
 const fdWait = 30 * time.Second
 
-// TestE2EHugeDeclaredLength: a frame header that declares an enormous
+// TestHugeDeclaredLength: a frame header that declares an enormous
 // payload is refused from the header alone, at once, without the server
 // allocating for it: 2^63-1 bytes (the largest legal 64-bit length) is over
 // --max-message (1009); 2^63 sets the most significant bit, which RFC 6455
 // section 5.2 forbids (1002).
-func TestE2EHugeDeclaredLength(t *testing.T) {
+func TestHugeDeclaredLength(t *testing.T) {
 	header := func(length uint64) []byte {
 		b := []byte{0x80 | byte(ws.OpBinary), 0x80 | 127}
 		b = binary.BigEndian.AppendUint64(b, length)
@@ -85,12 +85,12 @@ func TestE2EHugeDeclaredLength(t *testing.T) {
 	})
 }
 
-// TestE2EHeaderFrameAbuse: header frames built to hurt, beyond the invalid
-// ones of TestE2EInvalidHeader: a 1 MB channel name, control characters
+// TestHeaderFrameAbuse: header frames built to hurt, beyond the invalid
+// ones of TestInvalidHeader: a 1 MB channel name, control characters
 // (the names end up in logs and history), a header sent as a fragmented
 // binary message, and nested JSON. Each is closed at once with 1008 and
 // creates no channel.
-func TestE2EHeaderFrameAbuse(t *testing.T) {
+func TestHeaderFrameAbuse(t *testing.T) {
 	big := strings.Repeat("c", 1<<20)
 	cases := []struct {
 		name  string
@@ -139,10 +139,10 @@ func TestE2EHeaderFrameAbuse(t *testing.T) {
 	})
 }
 
-// TestE2ETLSGarbage: what arrives on the TLS port that is not TLS, or not
+// TestTLSGarbage: what arrives on the TLS port that is not TLS, or not
 // all of it, is closed (quickly when it is wrong, at the handshake timeout
 // when it stops), and leaves no connection, handshake or fd behind.
-func TestE2ETLSGarbage(t *testing.T) {
+func TestTLSGarbage(t *testing.T) {
 	const hsTimeout = 500 * time.Millisecond
 	ts := startServer(t, mode{"tls", true}, func(o *server.Options) {
 		o.HelloTimeout = hsTimeout // a ClientHello that stops, or never starts
@@ -220,11 +220,11 @@ func TestE2ETLSGarbage(t *testing.T) {
 	})
 }
 
-// TestE2EMaxConnsPerIP: with MaxConnsPerIP=3, a flood from one address is
+// TestMaxConnsPerIP: with MaxConnsPerIP=3, a flood from one address is
 // refused at accept beyond 3 while its 3 members and the members from
 // another address keep talking; refused sockets and the per-address entries
 // are released; a freed slot admits the next connection.
-func TestE2EMaxConnsPerIP(t *testing.T) {
+func TestMaxConnsPerIP(t *testing.T) {
 	const perIP = 3
 	forModes(t, func(t *testing.T, m mode) {
 		ts := startServer(t, m, func(o *server.Options) { o.MaxConnsPerIP = perIP })
@@ -297,12 +297,12 @@ func TestE2EMaxConnsPerIP(t *testing.T) {
 	})
 }
 
-// TestE2ESlowloris: clients that dribble one byte every 50 ms through the
+// TestSlowloris: clients that dribble one byte every 50 ms through the
 // TLS handshake, the HTTP upgrade or the header frame are closed at their
 // deadline (the handshake timeout covers the handshake and the upgrade, the
 // header timeout the header frame), while a pair of members on the same
 // reactor keeps its round-trip latency.
-func TestE2ESlowloris(t *testing.T) {
+func TestSlowloris(t *testing.T) {
 	const (
 		// Long enough that the honest TLS handshakes of the upgrade and
 		// header phases (60 at once, under -race, on a busy 2-core
@@ -474,12 +474,12 @@ func TestE2ESlowloris(t *testing.T) {
 	exchange(t, []*rawClient{a, b}, "after")
 }
 
-// TestE2EChannelChurn: 100,000 channels created (one join each) and
+// TestChannelChurn: 100,000 channels created (one join each) and
 // abandoned are all held (their history outlives the member) until the idle
 // sweep drops them; then the heap returns near where it started. The sweep
 // is run directly (SweepIdleChannels, the ticker's own code) instead of
-// waiting for ChannelIdle; TestE2EIdleChannelSweep covers the ticker.
-func TestE2EChannelChurn(t *testing.T) {
+// waiting for ChannelIdle; TestIdleChannelSweep covers the ticker.
+func TestChannelChurn(t *testing.T) {
 	n := 100_000
 	if testing.Short() {
 		n = 5_000

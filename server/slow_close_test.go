@@ -18,14 +18,14 @@ import (
 	"github.com/mles/mles/server"
 )
 
-// TestE2ESlowConsumerCloseFrame: a member stops reading while a publisher
+// TestSlowConsumerCloseFrame: a member stops reading while a publisher
 // floods it until the server closes it as a slow consumer. The member then
 // reads again at once: it must get only whole, valid frames, contiguous
 // from the first message, then a close frame 1008 "slow consumer", then
 // the end of the connection. Twenty rounds per mode and reactor count:
 // whether output queued at the close is lost depends on the room in the
 // kernel's send buffer at that moment, so one round alone proves little.
-func TestE2ESlowConsumerCloseFrame(t *testing.T) {
+func TestSlowConsumerCloseFrame(t *testing.T) {
 	const (
 		rounds     = 20
 		size       = 16 << 10
@@ -148,11 +148,11 @@ func readUntilSlowClose(c *rawClient, size, published int) error {
 	}
 }
 
-// TestE2EPongAfterSlicedFrame: a ping that arrives while a large frame is
+// TestPongAfterSlicedFrame: a ping that arrives while a large frame is
 // going out to its sender in slices is answered after that frame, never in
 // the middle of it (a control frame may sit between the frames of a
 // message, not inside one: RFC 6455 section 5.4).
-func TestE2EPongAfterSlicedFrame(t *testing.T) {
+func TestPongAfterSlicedFrame(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
 		ts := startServer(t, m, func(o *server.Options) {
 			o.MaxPending = 64 << 10

@@ -19,7 +19,7 @@ import (
 	"github.com/mles/mles/server"
 )
 
-func TestE2ESlowConsumer(t *testing.T) {
+func TestSlowConsumer(t *testing.T) {
 	const (
 		// Enough bytes to fill the slow one's socket buffers (tcp_wmem
 		// max is 4 MiB on these machines) and stay over MaxPending past

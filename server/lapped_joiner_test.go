@@ -14,14 +14,14 @@ import (
 	"github.com/mles/mles/server"
 )
 
-// TestE2EJoinerLappedInReplay: a joiner with a tiny receive buffer joins a
+// TestJoinerLappedInReplay: a joiner with a tiny receive buffer joins a
 // channel with a large history and does not read, so its replay pauses
 // above MaxPending. More than a ring's worth of live messages follow, then
 // the joiner reads. What it receives must be contiguous (history, then
 // live, numbered consecutively): either all of it, or a contiguous prefix
 // followed by a close 1008 "slow consumer". A jump over live messages is
 // silent loss.
-func TestE2EJoinerLappedInReplay(t *testing.T) {
+func TestJoinerLappedInReplay(t *testing.T) {
 	const (
 		history  = 512 // Validate makes the ring max(1024, 2*history) = 1024 slots
 		ringSize = 1024

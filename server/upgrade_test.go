@@ -21,10 +21,10 @@ import (
 	"github.com/mles/mles/internal/mlestest"
 )
 
-// TestE2ESubprotocol checks SPEC 1.1: mles-websocket is required, accepted
+// TestSubprotocol checks SPEC 1.1: mles-websocket is required, accepted
 // inside a comma list, echoed in the 101; without it the answer is 400 with
 // a reason and no upgrade.
-func TestE2ESubprotocol(t *testing.T) {
+func TestSubprotocol(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
 		ts := startServer(t, m, nil)
 		cases := []struct {
@@ -111,10 +111,10 @@ func TestE2ESubprotocol(t *testing.T) {
 	})
 }
 
-// TestE2EUpgradeRequest checks SPEC 1.1 request handling: the request may
+// TestUpgradeRequest checks SPEC 1.1 request handling: the request may
 // arrive one byte at a time; a header block over 8 KiB gets 431; requests
 // that are not a valid WebSocket upgrade get no 101.
-func TestE2EUpgradeRequest(t *testing.T) {
+func TestUpgradeRequest(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
 		ts := startServer(t, m, nil)
 		// send writes req (one byte per Write when perByte) and reads the

@@ -95,13 +95,13 @@ func waitLeft(t *testing.T, ts *testServer, members int64, d time.Duration, f fu
 	}
 }
 
-// TestE2ELappedWhilePaused: a member that does not read (tiny receive
+// TestLappedWhilePaused: a member that does not read (tiny receive
 // buffer) is paused above MaxPending; the channel goes on with more than a
 // ring's worth of messages, read by another member. SlowGrace is ten
 // minutes, so the close can only come from the lap: 1008 "slow consumer",
 // counted once, after a contiguous prefix shorter than what was published.
 // The reading member gets every message in order and stays.
-func TestE2ELappedWhilePaused(t *testing.T) {
+func TestLappedWhilePaused(t *testing.T) {
 	const (
 		size     = 1 << 10
 		perWrite = 16
@@ -216,7 +216,7 @@ func TestE2ELappedWhilePaused(t *testing.T) {
 	})
 }
 
-// TestE2ELappedByBurst: a publisher writes thousands of 7-byte messages
+// TestLappedByBurst: a publisher writes thousands of 7-byte messages
 // at once (several rings' worth in one read, and in one TLS record), so
 // the member's drain, which with one reactor runs after the publisher's
 // callback, finds its next message overwritten. It has read nothing of the
@@ -228,7 +228,7 @@ func TestE2ELappedWhilePaused(t *testing.T) {
 // Each burst comes from a new publisher, closed after it: a publisher
 // whose own burst laps the ring is closed as a slow consumer too (its
 // cursor is lapped by its own messages), which this test does not judge.
-func TestE2ELappedByBurst(t *testing.T) {
+func TestLappedByBurst(t *testing.T) {
 	const (
 		size   = 5 // seqPayload's smallest: an 11-byte masked frame, 7 bytes from the server
 		before = 10

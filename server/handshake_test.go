@@ -52,10 +52,10 @@ func dialFrom(ts *testServer, ip string) (*net.TCPConn, error) {
 	return c.(*net.TCPConn), nil
 }
 
-// TestE2ESilentTLSNoGoroutine: connections that send nothing, or part of a
+// TestSilentTLSNoGoroutine: connections that send nothing, or part of a
 // ClientHello, start no handshake (no goroutine, no slot), and are closed
 // at the hello timeout, well before the handshake timeout.
-func TestE2ESilentTLSNoGoroutine(t *testing.T) {
+func TestSilentTLSNoGoroutine(t *testing.T) {
 	const (
 		silent       = 300
 		helloTimeout = 500 * time.Millisecond
@@ -157,11 +157,11 @@ func isClosedErr(err error) bool {
 	return true
 }
 
-// TestE2EHandshakeSlotShare: with four slots, clients of one address that
+// TestHandshakeSlotShare: with four slots, clients of one address that
 // send a whole ClientHello and then stall hold two slots at most; a
 // client from another address joins at once. Before the gate, the first
 // four stallers held every slot for the whole handshake timeout.
-func TestE2EHandshakeSlotShare(t *testing.T) {
+func TestHandshakeSlotShare(t *testing.T) {
 	const stallers = 12
 	ts := startServer(t, mode{"tls", true}, func(o *server.Options) {
 		o.MaxHandshakes = 4
@@ -212,13 +212,13 @@ func (c *slowFinish) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// TestE2EHandshakeQueueNotCharged: a client that waits for a slot gets the
+// TestHandshakeQueueNotCharged: a client that waits for a slot gets the
 // whole handshake timeout once it has one. Two stallers of other
 // addresses hold both slots until their handshake timeout (4 s); the
 // client arrives 2 s later, so its slot comes 2 s after it arrived, and
 // it then takes 2.5 s to finish: done 4.5 s after it arrived, which a
 // deadline counted from its arrival (4 s) would cut.
-func TestE2EHandshakeQueueNotCharged(t *testing.T) {
+func TestHandshakeQueueNotCharged(t *testing.T) {
 	const (
 		hsTimeout = 4 * time.Second
 		arriveAt  = 2 * time.Second

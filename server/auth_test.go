@@ -12,9 +12,9 @@ import (
 	"github.com/mles/mles/server"
 )
 
-// TestE2EAuthKnownAnswers pins the test's own SipHash helper to the SPEC
+// TestAuthKnownAnswers pins the test's own SipHash helper to the SPEC
 // 1.2 known answers, so the server tests below rest on verified tokens.
-func TestE2EAuthKnownAnswers(t *testing.T) {
+func TestAuthKnownAnswers(t *testing.T) {
 	cases := []struct{ uid, channel, key, want string }{
 		{"alice", "example", "", "9b3b95527f7c2d80"},              // no MLES_KEY
 		{"alice", "example", "secret", "afa46b8689dae7a5"},        // MLES_KEY=secret
@@ -68,9 +68,9 @@ func runAuthCases(t *testing.T, ts *testServer, witnessAuth string, cases []auth
 	}
 }
 
-// TestE2EAuthWithKey checks SPEC 1.2 with MLES_KEY=secret: auth required
+// TestAuthWithKey checks SPEC 1.2 with MLES_KEY=secret: auth required
 // and must match SipHash(uid||channel||key).
-func TestE2EAuthWithKey(t *testing.T) {
+func TestAuthWithKey(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
 		ts := startServer(t, m, func(o *server.Options) { o.Key, o.KeySet = "secret", true })
 		runAuthCases(t, ts, authToken("witness", "example", "secret"), []authCase{
@@ -100,9 +100,9 @@ func TestE2EAuthWithKey(t *testing.T) {
 	})
 }
 
-// TestE2EAuthEmptyKey checks that an empty but set MLES_KEY still requires
+// TestAuthEmptyKey checks that an empty but set MLES_KEY still requires
 // auth (the token is then the keyless one).
-func TestE2EAuthEmptyKey(t *testing.T) {
+func TestAuthEmptyKey(t *testing.T) {
 	ts := startServer(t, mode{"plain", false}, func(o *server.Options) { o.Key, o.KeySet = "", true })
 	runAuthCases(t, ts, authToken("witness", "example", ""), []authCase{
 		// Required even though the key is empty.
@@ -112,9 +112,9 @@ func TestE2EAuthEmptyKey(t *testing.T) {
 	})
 }
 
-// TestE2EAuthNoKey checks SPEC 1.2 without MLES_KEY: auth optional, but a
+// TestAuthNoKey checks SPEC 1.2 without MLES_KEY: auth optional, but a
 // present one must be right.
-func TestE2EAuthNoKey(t *testing.T) {
+func TestAuthNoKey(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
 		ts := startServer(t, m, nil)
 		runAuthCases(t, ts, "", []authCase{
@@ -134,10 +134,10 @@ func TestE2EAuthNoKey(t *testing.T) {
 	})
 }
 
-// TestE2EDuplicate checks SPEC 1.2: a second live session with the same
+// TestDuplicate checks SPEC 1.2: a second live session with the same
 // (uid, channel, auth) is refused and the first kept; with
 // --replace-duplicate the first is closed with 1008 "replaced" instead.
-func TestE2EDuplicate(t *testing.T) {
+func TestDuplicate(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
 		t.Run("refuse", func(t *testing.T) {
 			ts := startServer(t, m, nil)

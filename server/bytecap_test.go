@@ -59,12 +59,12 @@ func expectAlive(t testing.TB, ts *testServer, a, b *rawClient, slowBefore, memb
 	}
 }
 
-// TestE2EByteCapBudgetFull: another channel fills the global history
+// TestByteCapBudgetFull: another channel fills the global history
 // budget, then a publisher sends two messages in one write to a channel
 // with one subscriber. Evicting the first message to make room for the
 // second would evict a message the subscriber has not read: the subscriber
 // must get both, and nobody is closed as a slow consumer.
-func TestE2EByteCapBudgetFull(t *testing.T) {
+func TestByteCapBudgetFull(t *testing.T) {
 	const (
 		budget = 64 << 10
 		size   = 1 << 10
@@ -95,12 +95,12 @@ func TestE2EByteCapBudgetFull(t *testing.T) {
 	})
 }
 
-// TestE2EByteCapBurst: one member sends more than the global budget in one
+// TestByteCapBurst: one member sends more than the global budget in one
 // write; the other member must receive all of it in order, and neither is
 // closed. 256 KiB rather than just over the budget: the server reads a
 // write in chunks, and with a burst of 80 KiB the subscriber's loop
 // sometimes drained between two chunks, so the old code passed by luck.
-func TestE2EByteCapBurst(t *testing.T) {
+func TestByteCapBurst(t *testing.T) {
 	const (
 		budget = 64 << 10
 		size   = 1 << 10
@@ -127,12 +127,12 @@ func TestE2EByteCapBurst(t *testing.T) {
 	})
 }
 
-// TestE2EHistoryBytesJoinFrame: with a per-channel byte cap, the joiner's
+// TestHistoryBytesJoinFrame: with a per-channel byte cap, the joiner's
 // own join frame (appended to history when it joins, SPEC 1.4) must not
 // evict the history the joiner is about to replay. Ten messages of 98-byte
 // frames fit in HistoryBytes 1000 and are all replayed; so is a single
 // message whose frame is exactly HistoryBytes long.
-func TestE2EHistoryBytesJoinFrame(t *testing.T) {
+func TestHistoryBytesJoinFrame(t *testing.T) {
 	const historyBytes = 1000
 	forModes(t, func(t *testing.T, m mode) {
 		// One server per case, so that member counts are the case's own.
@@ -200,12 +200,12 @@ func TestE2EHistoryBytesJoinFrame(t *testing.T) {
 	})
 }
 
-// TestE2ESmallCapsLargeFrames: history caps far below one frame (4 KiB per
+// TestSmallCapsLargeFrames: history caps far below one frame (4 KiB per
 // channel, 16 KiB in all) and 8 KiB frames, 300 of them, to a member that
 // stops reading until the publisher is done and a fast member has every
 // message. The caps cut history only: the paused member, within its grace
 // period and ring, then reads all 300 in order and is not closed.
-func TestE2ESmallCapsLargeFrames(t *testing.T) {
+func TestSmallCapsLargeFrames(t *testing.T) {
 	const (
 		size     = 8 << 10
 		messages = 300 // 2.4 MiB: far past both caps and MaxPending

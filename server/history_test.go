@@ -36,10 +36,10 @@ func expectJoinFrame(t testing.TB, m message, uid, channel string) {
 	}
 }
 
-// TestE2EHistory checks SPEC 1.4 with -l 3: a joiner gets exactly the last
+// TestHistory checks SPEC 1.4 with -l 3: a joiner gets exactly the last
 // three messages, oldest first and with their types, then live traffic;
 // stored join frames come as text without auth.
-func TestE2EHistory(t *testing.T) {
+func TestHistory(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
 		ts := startServer(t, m, func(o *server.Options) { o.History = 3 })
 		const ch = "hist"
@@ -102,11 +102,11 @@ func TestE2EHistory(t *testing.T) {
 	})
 }
 
-// TestE2EHistoryRace checks SPEC 1.3/1.4 ordering under load: publishers
+// TestHistoryRace checks SPEC 1.3/1.4 ordering under load: publishers
 // send 10,000 sequenced messages while a member joins mid-burst. Existing
 // members get every message in one total order; the joiner's history plus
 // live traffic is exactly a contiguous suffix of that order.
-func TestE2EHistoryRace(t *testing.T) {
+func TestHistoryRace(t *testing.T) {
 	const (
 		publishers = 4
 		perPub     = 2500

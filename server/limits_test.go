@@ -87,10 +87,10 @@ func (ts *testServer) expectRefused(t *testing.T) {
 	t.Logf("refused after %v: %v", time.Since(start).Round(time.Millisecond), err)
 }
 
-// TestE2EMaxConns: with MaxConns=5, five clients join and talk; the
+// TestMaxConns: with MaxConns=5, five clients join and talk; the
 // sixth to tenth connections are closed at accept; the five are unharmed;
 // a freed slot admits a new client; the count returns to zero.
-func TestE2EMaxConns(t *testing.T) {
+func TestMaxConns(t *testing.T) {
 	const maxConns = 5
 	forModes(t, func(t *testing.T, m mode) {
 		ts := startServer(t, m, func(o *server.Options) { o.MaxConns = maxConns })
@@ -123,9 +123,9 @@ func TestE2EMaxConns(t *testing.T) {
 	})
 }
 
-// TestE2EPlainGet: an HTTP request without Upgrade is answered 404 and the
+// TestPlainGet: an HTTP request without Upgrade is answered 404 and the
 // server closes the connection.
-func TestE2EPlainGet(t *testing.T) {
+func TestPlainGet(t *testing.T) {
 	cases := []struct {
 		name string
 		req  string
@@ -172,9 +172,9 @@ func TestE2EPlainGet(t *testing.T) {
 	})
 }
 
-// TestE2EPlainHTTPOnTLSPort: clear-text HTTP on the TLS port gets the
+// TestPlainHTTPOnTLSPort: clear-text HTTP on the TLS port gets the
 // clear-text 400 answer (as net/http's server sends) and a close.
-func TestE2EPlainHTTPOnTLSPort(t *testing.T) {
+func TestPlainHTTPOnTLSPort(t *testing.T) {
 	ts := startServer(t, modes[0], nil)
 	conn, err := net.DialTimeout("tcp", ts.addr, shortWait)
 	if err != nil {
@@ -198,10 +198,10 @@ func TestE2EPlainHTTPOnTLSPort(t *testing.T) {
 	ts.waitConns(t, 0)
 }
 
-// TestE2EPingLiveness: a joined client that sends nothing gets PingMax
+// TestPingLiveness: a joined client that sends nothing gets PingMax
 // pings and is then closed with 1001; a client that answers pings, or
 // sends frames of its own, stays connected.
-func TestE2EPingLiveness(t *testing.T) {
+func TestPingLiveness(t *testing.T) {
 	const (
 		interval = 200 * time.Millisecond
 		pingMax  = 2

@@ -67,7 +67,7 @@ func readToClose(c *rawClient, size, n int) drainResult {
 	}
 }
 
-// TestE2EShutdownDrainsMembers: a publisher sends 600 messages of 32 KiB
+// TestShutdownDrainsMembers: a publisher sends 600 messages of 32 KiB
 // to 30 members; Shutdown starts as soon as the server has accepted the
 // whole burst, and the members read it at full speed, each in its own
 // goroutine. Every member must get all 600, in order, then a close 1001,
@@ -79,7 +79,7 @@ func readToClose(c *rawClient, size, n int) drainResult {
 // 2-core machine so busy under -race that the server reads the publisher
 // only as fast as they read, and the shutdown would find nothing left to
 // drain.
-func TestE2EShutdownDrainsMembers(t *testing.T) {
+func TestShutdownDrainsMembers(t *testing.T) {
 	const (
 		readers  = 30
 		messages = 600
@@ -172,11 +172,11 @@ func TestE2EShutdownDrainsMembers(t *testing.T) {
 	})
 }
 
-// TestE2EShutdownStalledMember: at shutdown a member that does not read
+// TestShutdownStalledMember: at shutdown a member that does not read
 // cannot get its backlog; it is declared a slow consumer once three
 // quarters of the drain timeout have passed (1008 instead of a 1001 after a
 // silent gap), and Shutdown still returns within the drain timeout.
-func TestE2EShutdownStalledMember(t *testing.T) {
+func TestShutdownStalledMember(t *testing.T) {
 	const (
 		drain    = 2 * time.Second
 		messages = 256

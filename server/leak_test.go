@@ -241,10 +241,10 @@ func leakEndings(t testing.TB, hello []byte) []ending {
 	}
 }
 
-// TestE2ENoLeaks runs 1,000 connections round robin over the endings, 100
+// TestNoLeaks runs 1,000 connections round robin over the endings, 100
 // at a time, then waits for goroutines and fds to return to their baseline
 // and the server counters to zero.
-func TestE2ENoLeaks(t *testing.T) {
+func TestNoLeaks(t *testing.T) {
 	const (
 		total       = 1000
 		concurrency = 100

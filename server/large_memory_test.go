@@ -26,12 +26,12 @@ func heapInUse() (inuse, alloc uint64) {
 	return ms.HeapInuse, ms.HeapAlloc
 }
 
-// TestE2ELargeMessageMemory: one message of almost 16 MiB (the default
+// TestLargeMessageMemory: one message of almost 16 MiB (the default
 // --max-message) goes to 40 members that never read, with MaxPending 1 MiB.
 // The process heap (server and clients share it) must grow by well under
 // one copy of the message per member: the ring holds the message once, and
 // each member's pending output stays near MaxPending.
-func TestE2ELargeMessageMemory(t *testing.T) {
+func TestLargeMessageMemory(t *testing.T) {
 	const (
 		members = 40
 		size    = 16<<20 - 64 // the frame's payload fits --max-message
@@ -117,7 +117,7 @@ func TestE2ELargeMessageMemory(t *testing.T) {
 	}
 }
 
-// largeMemoryModes are the modes TestE2ELargeMessageMemory runs in.
+// largeMemoryModes are the modes TestLargeMessageMemory runs in.
 // Plain first: it is the case the acceptance requires. TLS costs little
 // more once pending output is bounded (about MaxPending encrypted per
 // member); unbounded, it encrypts the whole message for every member.
@@ -131,12 +131,12 @@ func spread(v []uint64) uint64 {
 	return hi - lo
 }
 
-// TestE2EHoldBound: a member that stops reading holds the channel's
+// TestHoldBound: a member that stops reading holds the channel's
 // history back from the byte caps only so far (max(--history-bytes,
 // 4 x --max-message) beyond the cap); past it the ring laps the member and
 // it is closed 1008 at once, long before its grace period, while the
 // member that reads gets every message.
-func TestE2EHoldBound(t *testing.T) {
+func TestHoldBound(t *testing.T) {
 	const (
 		messages = 40
 		size     = 512 << 10
