@@ -204,7 +204,7 @@ func (p *UpgradeParser) parseBlock(block []byte) error {
 
 	req := &p.Request
 	*req = Request{Method: internMethod(method), HTTP11: http11}
-	req.Path, req.Host = copyStrings(target, f.host)
+	req.Path, req.Host = cloneStrings(target, f.host) // the bytes belong to the caller's read buffer
 	if !f.upgradeWS {
 		return nil
 	}
@@ -370,20 +370,6 @@ func internMethod(m []byte) string {
 		return "TRACE"
 	}
 	return string(m)
-}
-
-// copyStrings copies a and b into strings backed by one allocation, as the
-// parsed bytes belong to the caller's read buffer.
-func copyStrings(a, b []byte) (string, string) {
-	if len(a)+len(b) == 0 {
-		return "", ""
-	}
-	var sb strings.Builder
-	sb.Grow(len(a) + len(b))
-	sb.Write(a)
-	sb.Write(b)
-	s := sb.String()
-	return s[:len(a)], s[len(a):]
 }
 
 // trimOWS removes optional whitespace (SP and HTAB, RFC 7230 section 3.2.3)

@@ -150,12 +150,22 @@ func DecodeHeader(data []byte, lim HeaderLimits) (Header, error) {
 // with unknown fields would otherwise pin up to MaxBytes per connection.
 const pinLimit = 256
 
-// cloneStrings copies a and b into strings backed by one allocation.
-func cloneStrings(a, b string) (string, string) {
+// cloneStrings copies a and b (strings or byte slices) into strings backed
+// by one allocation, none when both are empty.
+func cloneStrings[T string | []byte](a, b T) (string, string) {
+	if len(a)+len(b) == 0 {
+		return "", ""
+	}
 	var sb strings.Builder
 	sb.Grow(len(a) + len(b))
-	sb.WriteString(a)
-	sb.WriteString(b)
+	for _, v := range [2]T{a, b} {
+		switch v := any(v).(type) { // no string(v) conversion: it could allocate
+		case string:
+			sb.WriteString(v)
+		case []byte:
+			sb.Write(v)
+		}
+	}
 	s := sb.String()
 	return s[:len(a)], s[len(a):]
 }

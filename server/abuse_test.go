@@ -6,7 +6,7 @@ package server_test
 // entries, fds), and that well-behaved clients beside the abuser keep being
 // served. Frame-level RFC 6455 violations are in wire_test.go
 // (TestProtocolErrors), header-frame errors in TestInvalidHeader,
-// upgrade-request errors in upgrade_test.go, half-open peers in
+// upgrade-request errors in upgrade_test.go, half-open clients in
 // TestPingLiveness, the connection cap in TestMaxConns.
 
 import (

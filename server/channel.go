@@ -10,29 +10,33 @@ import (
 	"github.com/mles/mles/ring"
 )
 
-// memberKey identifies a session inside a channel for the duplicate rule
+// memberKey identifies a member inside a channel for the duplicate rule
 // of SPEC 1.2: the same (uid, channel, auth) may be joined once.
 type memberKey struct{ uid, auth string }
 
 // channel is one Mles channel: its ring (traffic and history), its
-// subscribers grouped by owning event loop, and its member set.
+// members grouped by owning event loop, and its member set.
 type channel struct {
 	name string
 	hid  string // hashed name for logs
 	ring *ring.Ring
 
-	// groups[i] holds the subscribers owned by loop i. A loop creates its
+	// groups[i] holds the members owned by loop i. A loop creates its
 	// own group and is the only writer of that group's member list.
 	groups []atomic.Pointer[group]
 
 	lastActive atomic.Int64 // unix nanoseconds of the last join, leave or publish
 
-	mu      sync.Mutex // guards members
+	// mu guards members. Lock order: registry.mu before channel.mu (the
+	// idle sweep holds the registry's while it looks at each channel's);
+	// never the other way round, and neither across I/O.
+	mu      sync.Mutex
 	members map[memberKey]*conn
 }
 
 // registry maps channel names to channels.
 type registry struct {
+	// mu guards m and peak. Lock order: registry.mu before channel.mu.
 	mu sync.Mutex
 	m  map[string]*channel
 	// peak is the most channels m held since it was last rebuilt: Go maps
@@ -48,9 +52,9 @@ func (r *registry) len() int {
 }
 
 // join adds c under key to the channel called name, creating the channel
-// if needed. With a live session under the same key it either refuses
+// if needed. With a live member under the same key it either refuses
 // (ok false) or, with replace, takes the key over and returns the old
-// session for the caller to close.
+// member for the caller to close.
 func (r *registry) join(s *Server, name string, key memberKey, c *conn, now int64) (ch *channel, old *conn, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -86,7 +90,7 @@ func (r *registry) join(s *Server, name string, key memberKey, c *conn, now int6
 	return ch, old, true
 }
 
-// leave removes c from its channel's member set unless another session
+// leave removes c from its channel's member set unless another member
 // already took its key over.
 func (r *registry) leave(ch *channel, key memberKey, c *conn, now int64) {
 	ch.mu.Lock()
@@ -136,16 +140,16 @@ func (r *registry) releaseAll() {
 	}
 }
 
-// group is the set of a channel's subscribers owned by one event loop. The
+// group is the set of a channel's members owned by one event loop. The
 // publisher marks it dirty and wakes its loop once per burst; the loop then
-// drains every subscriber with one write each.
+// drains every member with one write each.
 type group struct {
 	ch *channel
 	l  *loop
 
 	dirty atomic.Bool  // a drain is scheduled and has not started yet
 	n     atomic.Int32 // len(subs), readable from any loop
-	// mark is at or below the cursor of every subscriber of the group, so
+	// mark is at or below the cursor of every member of the group, so
 	// the ring's byte caps never evict what they have not read yet.
 	mark *ring.Mark
 
@@ -190,11 +194,11 @@ func (g *group) remove(c *conn) {
 	}
 }
 
-// drain delivers everything new in the ring to each subscriber of the group.
+// drain delivers everything new in the ring to each member of the group.
 // The dirty flag is cleared before reading, so a publish that lands during the
 // drain marks the group again and nothing is missed. Then it raises the
 // group's mark to the lowest cursor and lets the ring trim what every
-// subscriber has read, should a byte cap be exceeded.
+// member has read, should a byte cap be exceeded.
 func (g *group) drain() {
 	g.dirty.Store(false)
 	l := g.l
@@ -213,8 +217,8 @@ func (g *group) drain() {
 }
 
 // publish stores m in the channel's ring and wakes every loop that has
-// subscribers. The publisher's own loop drains before its callback returns;
-// other loops get one Execute per burst, not one per subscriber.
+// members. The publisher's own loop drains before its callback returns;
+// other loops get one Execute per burst, not one per member.
 func (ch *channel) publish(m *ring.Message, from *loop) {
 	ch.ring.Publish(m)
 	ch.lastActive.Store(from.now)

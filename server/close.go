@@ -19,8 +19,8 @@ const (
 	closeProtocol                     // a frame the codec refused: RFC 6455 violation (1002), invalid UTF-8 (1007), message too big (1009)
 	closeBadHeader                    // invalid Mles header frame (1008)
 	closeAuth                         // auth missing or wrong (1008)
-	closeDuplicate                    // a live session with the same (uid, channel, auth) exists (1008)
-	closeReplaced                     // replaced by a newer session (--replace-duplicate) (1008)
+	closeDuplicate                    // a live member with the same (uid, channel, auth) exists (1008)
+	closeReplaced                     // replaced by a newer member (--replace-duplicate) (1008)
 	closeSlow                         // slow consumer (1008)
 	closeHelloTimeout                 // no whole TLS ClientHello in time
 	closeHandshakeTimeout             // slot wait, TLS handshake or HTTP upgrade not done in time

@@ -33,7 +33,7 @@ const (
 // any valid header (two names of MaxUID/MaxChannel bytes and a token).
 const headerFrameMax = 64 << 10
 
-// batchMax bounds one subscriber's batch, so one huge backlog is written in
+// batchMax bounds one member's batch, so one huge backlog is written in
 // slices and rechecked against MaxPending between them.
 const batchMax = 256 << 10
 
@@ -74,12 +74,12 @@ type conn struct {
 	pings    int32   // pings sent since the last inbound bytes
 	cursor   uint64  // next ring sequence to deliver
 	replay   *replay // stored joins still to deliver; nil once the history is out
-	pausedAt int64   // when the subscriber went above MaxPending; 0 when not paused
+	pausedAt int64   // when the member went above MaxPending; 0 when not paused
 	nextPing int64
 
 	// Output in progress. A frame of copyMax bytes or more is written in
 	// slices of the ring's shared frame while the output has room, never
-	// copied whole per subscriber: part is that frame, partOff how much of
+	// copied whole per member: part is that frame, partOff how much of
 	// it has gone to gnet. A close waits for it, so no frame is cut.
 	part    *ring.Message
 	partOff int
@@ -504,7 +504,7 @@ func (c *conn) join(h codec.Header) {
 	c.drain()
 }
 
-// replacedBy closes an older session whose key a new one took over
+// replacedBy closes an older member whose key a new one took over
 // (--replace-duplicate). It may run on any loop: the close happens on old's own.
 func (c *conn) replacedBy(ch *channel) {
 	_ = c.l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
@@ -546,12 +546,12 @@ func (c *conn) flush() {
 	}
 }
 
-// drain delivers the subscriber's backlog from its cursor to the ring head
+// drain delivers the member's backlog from its cursor to the ring head
 // with one write per batch: small frames are copied into the loop's batch
 // buffer and written with one write (plain) or one tls.Conn.Write (TLS);
 // a large frame goes out in slices of the ring's frame, without a copy.
 // While the output holds more than MaxPending it stops: the ring is the
-// subscriber's queue, and the loop's waiting list resumes it.
+// member's queue, and the loop's waiting list resumes it.
 //
 // Why a copy and not writev: x/sys/unix.Writev, which gnet calls, allocates
 // its iovec array on every call (and again as it grows past 8 entries). For
@@ -696,7 +696,7 @@ func (c *conn) writeMax(n int) int {
 	return n
 }
 
-// writeOut writes frames to the subscriber: encrypted and flushed in TLS
+// writeOut writes frames to the member: encrypted and flushed in TLS
 // mode, straight to gnet (which copies only what the socket did not take)
 // in plain mode.
 func (c *conn) writeOut(p []byte) {
@@ -718,7 +718,7 @@ func (c *conn) outputFull() bool {
 	return true
 }
 
-// pause notes that the subscriber's output is over MaxPending and puts it
+// pause notes that the member's output is over MaxPending and puts it
 // on the loop's waiting list, which resumes it once the output drains.
 func (c *conn) pause() {
 	if c.pausedAt == 0 {
@@ -728,7 +728,7 @@ func (c *conn) pause() {
 }
 
 // resume continues a connection from the loop's waiting list: a paused
-// subscriber drains on (or is closed past its grace), a closing one
+// member drains on (or is closed past its grace), a closing one
 // flushes on.
 func (c *conn) resume() {
 	if c.dead {
@@ -775,7 +775,7 @@ func (c *conn) slowConsumer(why string) {
 }
 
 // sweep runs once per tick on the loop: state deadlines, paused
-// subscribers, liveness pings.
+// members, liveness pings.
 func (c *conn) sweep() {
 	now := c.l.now
 	switch c.state {

@@ -11,11 +11,11 @@
 // (hsGate) gives it a slot.
 //
 // Fan-out: a published message is stored once in the channel's ring. Each
-// event loop keeps its subscribers of a channel in a group; a publish marks
+// event loop keeps its members of a channel in a group; a publish marks
 // each group dirty and wakes its loop once per burst, and the loop drains
-// every subscriber of the group from its cursor to the head with one write
+// every member of the group from its cursor to the head with one write
 // (small frames copied into one batch buffer, a write in plain mode and one
-// tls.Conn.Write in TLS mode; see conn.drain for why not writev). A subscriber whose
+// tls.Conn.Write in TLS mode; see conn.drain for why not writev). A member whose
 // unsent bytes pass Options.MaxPending is paused (the ring is its queue) and
 // closed as a slow consumer when the ring laps it or the grace period ends.
 // A large frame goes out in slices of the ring's shared frame while the
@@ -34,6 +34,26 @@
 // close frame and closes once gnet has flushed the output, or after
 // Options.CloseLinger. Shutdown first delivers what the channels accepted
 // (for three quarters of DrainTimeout), then 1001.
+//
+// # Words
+//
+// One word per thing, in code, comments, logs and tests:
+//
+//   - connection: one accepted socket, whatever its state (conn).
+//   - client: the program at the other end of a connection.
+//   - member: a connection that has joined a channel (stJoined); the
+//     channel delivers to its members. Not "subscriber" or "session".
+//   - header frame: the Mles header, the first WebSocket message,
+//     {"uid", "channel", "auth"} (SPEC 1.2's word); join frame: its copy
+//     without auth that the channel keeps for later joiners (ring.Join).
+//     The upgrade request has a "header block"; a WebSocket frame has a
+//     "frame header".
+//   - publisher: the member that sent a message; it is not delivered back
+//     to it.
+//   - peer: another Mles server this one links to (SPEC 1.5). Test code
+//     calls its connections clients, not peers.
+//   - history: what a channel keeps for joiners (the ring's bounded
+//     view); backlog: what a member has not been sent yet.
 //
 // Use:
 //

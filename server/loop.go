@@ -20,16 +20,16 @@ type loop struct {
 
 	// Scratch buffers reused by every connection of the loop; none survives
 	// a callback.
-	batch []byte  // frames of one subscriber's batch, written at once
+	batch []byte  // frames of one member's batch, written at once
 	out   []byte  // a response or control frame to send
 	plain []byte  // plaintext out of the TLS bridge
-	subs  []*conn // snapshot of a group's subscribers while draining it
+	subs  []*conn // snapshot of a group's members while draining it
 
 	sweepRun gnet.RunnableFunc
 	flushRun gnet.RunnableFunc
 	flushing bool // flushRun is queued on the loop and has not run yet
 
-	// Connections waiting for their output to drain: paused subscribers,
+	// Connections waiting for their output to drain: paused members,
 	// frames in slices, polite closes. gnet has no writable callback, so a
 	// timer brings pumpRun to the loop every pumpInterval while any wait.
 	waiting  []*conn
@@ -81,7 +81,7 @@ func (l *loop) tick() { l.now = time.Now().UnixNano() }
 
 // schedule queues g for draining on this loop. The drain runs as a task
 // after the socket events of the current poll round, so that every message
-// read in the round (from any publisher on this loop) reaches a subscriber
+// read in the round (from any publisher on this loop) reaches a member
 // in one write: under load, rounds grow and writes per message shrink.
 func (l *loop) schedule(g *group) {
 	l.pending = append(l.pending, g)

@@ -60,10 +60,10 @@ type Options struct {
 	// (IPv4, or IPv6 /64); extras are closed at accept, before TLS.
 	// Default 0: unlimited.
 	MaxConnsPerIP int
-	// MaxPending bounds a subscriber's unsent outbound bytes before it is
+	// MaxPending bounds a member's unsent outbound bytes before it is
 	// paused and, past SlowGrace, closed as a slow consumer. Default 4 MiB.
 	MaxPending int
-	// SlowGrace is how long a subscriber may stay above MaxPending. Default 10 s.
+	// SlowGrace is how long a member may stay above MaxPending. Default 10 s.
 	SlowGrace time.Duration
 	// MaxUID and MaxChannel bound the header frame's names in bytes. Default 1 KiB.
 	MaxUID, MaxChannel int
@@ -106,7 +106,7 @@ type Options struct {
 	// Default 2 s; negative disables.
 	ReleaseQuiet time.Duration
 
-	// ReplaceDuplicate closes an existing session with the same (uid,
+	// ReplaceDuplicate closes an existing member with the same (uid,
 	// channel, auth) and admits the new one, instead of refusing the new one.
 	ReplaceDuplicate bool
 	// Key is MLES_KEY; KeySet tells whether it was set at all (an empty

@@ -284,7 +284,7 @@ func (s *Server) listenAddr() net.Addr {
 }
 
 // OnTick runs on gnet's ticker goroutine: it asks every loop to sweep its
-// connections (deadlines, liveness, paused subscribers) and drops channels
+// connections (deadlines, liveness, paused members) and drops channels
 // idle past ChannelIdle.
 func (h *handler) OnTick() (time.Duration, gnet.Action) {
 	s := h.s

@@ -59,7 +59,7 @@ func TestTLSVersions(t *testing.T) {
 				t.Fatalf("gorilla over TLS %s: %v", v.name, err)
 			}
 			t.Cleanup(func() { gc.Close() })
-			g := &gorillaPeer{gc}
+			g := &gorillaClient{gc}
 			if err := g.Send(ws.OpText, headerJSON("g", ch)); err != nil {
 				t.Fatal(err)
 			}
@@ -88,8 +88,8 @@ func TestLargeMessage(t *testing.T) {
 		if err := g.Send(ws.OpBinary, big); err != nil {
 			t.Fatal(err)
 		}
-		expectPeerMsg(t, "raw", r, ws.OpBinary, big)
-		expectPeerMsg(t, "coder", c, ws.OpBinary, big)
+		expectClientMsg(t, "raw", r, ws.OpBinary, big)
+		expectClientMsg(t, "coder", c, ws.OpBinary, big)
 
 		// 1 MiB of text sent as 16 fragments by the raw client.
 		text := bytes.Repeat([]byte("0123456789abcdef"), 1<<16)
@@ -105,8 +105,8 @@ func TestLargeMessage(t *testing.T) {
 		if err := r.write(frames.Bytes()); err != nil {
 			t.Fatal(err)
 		}
-		expectPeerMsg(t, "gorilla", g, ws.OpText, text)
-		expectPeerMsg(t, "coder", c, ws.OpText, text)
+		expectClientMsg(t, "gorilla", g, ws.OpText, text)
+		expectClientMsg(t, "coder", c, ws.OpText, text)
 	})
 }
 

@@ -27,7 +27,7 @@ import (
 func TestFanOut(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
 		ts := startServer(t, m, nil)
-		peers := map[string]peer{
+		clients := map[string]client{
 			"gorilla": ts.joinGorilla(t, "g", "fan"),
 			"coder":   ts.joinCoder(t, "c", "fan"),
 			"raw":     ts.join(t, "r", "fan"),
@@ -41,10 +41,10 @@ func TestFanOut(t *testing.T) {
 		for _, from := range order {
 			text := []byte("text from " + from)
 			bin := []byte{0, 1, 2, 0xff, byte(len(from))}
-			if err := peers[from].Send(ws.OpText, text); err != nil {
+			if err := clients[from].Send(ws.OpText, text); err != nil {
 				t.Fatalf("%s send: %v", from, err)
 			}
-			if err := peers[from].Send(ws.OpBinary, bin); err != nil {
+			if err := clients[from].Send(ws.OpBinary, bin); err != nil {
 				t.Fatalf("%s send: %v", from, err)
 			}
 			// Every other member gets both, in order and with their type.
@@ -54,17 +54,17 @@ func TestFanOut(t *testing.T) {
 				if to == from {
 					continue
 				}
-				expectPeerMsg(t, from+"->"+to, peers[to], ws.OpText, text)
-				expectPeerMsg(t, from+"->"+to, peers[to], ws.OpBinary, bin)
+				expectClientMsg(t, from+"->"+to, clients[to], ws.OpText, text)
+				expectClientMsg(t, from+"->"+to, clients[to], ws.OpBinary, bin)
 			}
 		}
 		// The last sender (raw) has had nothing yet: a marker from gorilla
 		// must be its very next delivery (no echo of its own two messages).
-		if err := peers["gorilla"].Send(ws.OpText, []byte("marker")); err != nil {
+		if err := clients["gorilla"].Send(ws.OpText, []byte("marker")); err != nil {
 			t.Fatal(err)
 		}
-		peers["raw"].(*rawClient).expectData(t, ws.OpText, "marker")
-		expectPeerMsg(t, "coder", peers["coder"], ws.OpText, []byte("marker"))
+		clients["raw"].(*rawClient).expectData(t, ws.OpText, "marker")
+		expectClientMsg(t, "coder", clients["coder"], ws.OpText, []byte("marker"))
 
 		// Everything in "fan" has been delivered; x's first delivery must
 		// be y's marker, not anything from "fan".
@@ -154,7 +154,7 @@ func TestFragmented(t *testing.T) {
 		if f.Header.OpCode != ws.OpText || !f.Header.Fin || string(f.Payload) != want {
 			t.Fatalf("b got %v fin=%v %q, want one text frame %q", f.Header.OpCode, f.Header.Fin, f.Payload, want)
 		}
-		expectPeerMsg(t, "gorilla", g, ws.OpText, []byte(want))
+		expectClientMsg(t, "gorilla", g, ws.OpText, []byte(want))
 
 		// Binary in three fragments, each written one byte per Write
 		// (every split point of the frame parser and, over TLS, one
@@ -176,7 +176,7 @@ func TestFragmented(t *testing.T) {
 		if f.Header.OpCode != ws.OpBinary || !f.Header.Fin || !bytes.Equal(f.Payload, bin) {
 			t.Fatalf("b got %v fin=%v %v, want one binary frame %v", f.Header.OpCode, f.Header.Fin, f.Payload, bin)
 		}
-		expectPeerMsg(t, "gorilla", g, ws.OpBinary, bin)
+		expectClientMsg(t, "gorilla", g, ws.OpBinary, bin)
 	})
 }
 

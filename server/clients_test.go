@@ -21,8 +21,8 @@ import (
 // ---------------------------------------------------------------------------
 // third-party clients behind one interface
 
-// peer is a WebSocket client under test: our raw client, gorilla or coder.
-type peer interface {
+// client is a WebSocket client under test: our raw client, gorilla or coder.
+type client interface {
 	Send(op ws.OpCode, p []byte) error
 	Recv(d time.Duration) (message, error)
 	Close() error
@@ -31,7 +31,7 @@ type peer interface {
 func (c *rawClient) Send(op ws.OpCode, p []byte) error     { return c.send(op, p) }
 func (c *rawClient) Recv(d time.Duration) (message, error) { return c.recv(d) }
 
-type gorillaPeer struct{ c *websocket.Conn }
+type gorillaClient struct{ c *websocket.Conn }
 
 // dialGorilla joins with gorilla/websocket; protocols defaults to
 // [mles-websocket].
@@ -52,7 +52,7 @@ func (ts *testServer) dialGorilla(t testing.TB, protocols []string, tlsCfg *tls.
 	return d.Dial(ts.url(), nil)
 }
 
-func (ts *testServer) joinGorilla(t testing.TB, uid, channel string) *gorillaPeer {
+func (ts *testServer) joinGorilla(t testing.TB, uid, channel string) *gorillaClient {
 	t.Helper()
 	c, resp, err := ts.dialGorilla(t, nil, nil)
 	if err != nil {
@@ -65,10 +65,10 @@ func (ts *testServer) joinGorilla(t testing.TB, uid, channel string) *gorillaPee
 	if err := c.WriteMessage(websocket.TextMessage, headerJSON(uid, channel)); err != nil {
 		t.Fatalf("gorilla header: %v", err)
 	}
-	return &gorillaPeer{c}
+	return &gorillaClient{c}
 }
 
-func (g *gorillaPeer) Send(op ws.OpCode, p []byte) error {
+func (g *gorillaClient) Send(op ws.OpCode, p []byte) error {
 	mt := websocket.TextMessage
 	if op == ws.OpBinary {
 		mt = websocket.BinaryMessage
@@ -76,7 +76,7 @@ func (g *gorillaPeer) Send(op ws.OpCode, p []byte) error {
 	return g.c.WriteMessage(mt, p)
 }
 
-func (g *gorillaPeer) Recv(d time.Duration) (message, error) {
+func (g *gorillaClient) Recv(d time.Duration) (message, error) {
 	_ = g.c.SetReadDeadline(time.Now().Add(d))
 	mt, p, err := g.c.ReadMessage()
 	if err != nil {
@@ -93,9 +93,9 @@ func (g *gorillaPeer) Recv(d time.Duration) (message, error) {
 	return message{op, p}, nil
 }
 
-func (g *gorillaPeer) Close() error { return g.c.Close() }
+func (g *gorillaClient) Close() error { return g.c.Close() }
 
-type coderPeer struct{ c *coderws.Conn }
+type coderClient struct{ c *coderws.Conn }
 
 func (ts *testServer) coderOptions(t testing.TB) *coderws.DialOptions {
 	o := &coderws.DialOptions{Subprotocols: []string{subprotocol}}
@@ -105,7 +105,7 @@ func (ts *testServer) coderOptions(t testing.TB) *coderws.DialOptions {
 	return o
 }
 
-func (ts *testServer) joinCoder(t testing.TB, uid, channel string) *coderPeer {
+func (ts *testServer) joinCoder(t testing.TB, uid, channel string) *coderClient {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), shortWait)
 	defer cancel()
@@ -121,10 +121,10 @@ func (ts *testServer) joinCoder(t testing.TB, uid, channel string) *coderPeer {
 	if err := c.Write(ctx, coderws.MessageText, headerJSON(uid, channel)); err != nil {
 		t.Fatalf("coder header: %v", err)
 	}
-	return &coderPeer{c}
+	return &coderClient{c}
 }
 
-func (p *coderPeer) Send(op ws.OpCode, b []byte) error {
+func (p *coderClient) Send(op ws.OpCode, b []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), shortWait)
 	defer cancel()
 	mt := coderws.MessageText
@@ -134,7 +134,7 @@ func (p *coderPeer) Send(op ws.OpCode, b []byte) error {
 	return p.c.Write(ctx, mt, b)
 }
 
-func (p *coderPeer) Recv(d time.Duration) (message, error) {
+func (p *coderClient) Recv(d time.Duration) (message, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	mt, b, err := p.c.Read(ctx)
@@ -152,7 +152,7 @@ func (p *coderPeer) Recv(d time.Duration) (message, error) {
 	return message{op, b}, nil
 }
 
-func (p *coderPeer) Close() error { return p.c.CloseNow() }
+func (p *coderClient) Close() error { return p.c.CloseNow() }
 
 // isJoinFrame tells a stored join frame replayed from history (text
 // {"uid":...,"channel":...}) from a data message of the tests.
@@ -208,9 +208,9 @@ func (c *rawClient) recvUntil(t testing.TB, op ws.OpCode, data string) {
 	}
 }
 
-// expectPeerMsg asserts p's next delivery, after any stored join frames,
+// expectClientMsg asserts p's next delivery, after any stored join frames,
 // is exactly (op, data).
-func expectPeerMsg(t testing.TB, name string, p peer, op ws.OpCode, data []byte) {
+func expectClientMsg(t testing.TB, name string, p client, op ws.OpCode, data []byte) {
 	t.Helper()
 	var m message
 	var err error
