@@ -1,11 +1,8 @@
 package server
 
 import (
-	"context"
 	"sync"
 	"sync/atomic"
-
-	"github.com/panjf2000/gnet/v2"
 
 	"github.com/mles/mles/ring"
 )
@@ -137,100 +134,5 @@ func (r *registry) releaseAll() {
 	for name, ch := range r.m {
 		ch.ring.Release()
 		delete(r.m, name)
-	}
-}
-
-// group is the set of a channel's members owned by one event loop. The
-// publisher marks it dirty and wakes its loop once per burst; the loop then
-// drains every member with one write each.
-type group struct {
-	ch *channel
-	l  *loop
-
-	dirty atomic.Bool  // a drain is scheduled and has not started yet
-	n     atomic.Int32 // len(subs), readable from any loop
-	// mark is at or below the cursor of every member of the group, so
-	// the ring's byte caps never evict what they have not read yet.
-	mark *ring.Mark
-
-	subs []*conn // owned by l
-	run  gnet.RunnableFunc
-}
-
-// groupFor returns loop l's group of ch, creating it. Only l calls it for
-// its own index, so a plain store suffices.
-func (ch *channel) groupFor(l *loop) *group {
-	if g := ch.groups[l.idx].Load(); g != nil {
-		return g
-	}
-	g := &group{ch: ch, l: l, mark: ch.ring.NewMark()}
-	g.run = func(context.Context) error {
-		g.l.tick()
-		g.drain()
-		g.l.runPending()
-		return nil
-	}
-	ch.groups[l.idx].Store(g)
-	return g
-}
-
-func (g *group) add(c *conn) {
-	c.grp = g
-	c.grpIdx = int32(len(g.subs))
-	g.subs = append(g.subs, c)
-	g.n.Store(int32(len(g.subs)))
-}
-
-func (g *group) remove(c *conn) {
-	i, last := int(c.grpIdx), len(g.subs)-1
-	g.subs[i] = g.subs[last]
-	g.subs[i].grpIdx = int32(i)
-	g.subs[last] = nil
-	g.subs = g.subs[:last]
-	g.n.Store(int32(len(g.subs)))
-	c.grp = nil
-	if last == 0 {
-		g.mark.Set(ring.NoMark)
-	}
-}
-
-// drain delivers everything new in the ring to each member of the group.
-// The dirty flag is cleared before reading, so a publish that lands during the
-// drain marks the group again and nothing is missed. Then it raises the
-// group's mark to the lowest cursor and lets the ring trim what every
-// member has read, should a byte cap be exceeded.
-func (g *group) drain() {
-	g.dirty.Store(false)
-	l := g.l
-	subs := append(l.subs[:0], g.subs...) // drains may close, and closing edits g.subs
-	low := uint64(ring.NoMark)
-	for _, c := range subs {
-		c.drain()
-		if c.grp == g {
-			low = min(low, c.cursor)
-		}
-	}
-	clear(subs)
-	l.subs = subs[:0]
-	g.mark.Set(low)
-	g.ch.ring.Trim()
-}
-
-// publish stores m in the channel's ring and wakes every loop that has
-// members. The publisher's own loop drains before its callback returns;
-// other loops get one Execute per burst, not one per member.
-func (ch *channel) publish(m *ring.Message, from *loop) {
-	ch.ring.Publish(m)
-	ch.lastActive.Store(from.now)
-	for i := range ch.groups {
-		g := ch.groups[i].Load()
-		if g == nil || g.n.Load() == 0 || !g.dirty.CompareAndSwap(false, true) {
-			continue
-		}
-		if g.l == from {
-			from.schedule(g)
-		} else if err := g.l.el.Execute(context.Background(), g.run); err != nil {
-			g.dirty.Store(false) // engine stopping
-		}
 	}
 }

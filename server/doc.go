@@ -35,6 +35,25 @@
 // Options.CloseLinger. Shutdown first delivers what the channels accepted
 // (for three quarters of DrainTimeout), then 1001.
 //
+// # Files
+//
+//   - server.go: Server, New, Start, Shutdown, Stats; the gnet boot and
+//     tick callbacks.
+//   - options.go, const.go: Options, its defaults (one place) and checks.
+//   - conn.go: a connection's state and the gnet open, traffic and close
+//     callbacks; frames after the upgrade; deadlines; closing politely.
+//   - handshake.go, hsgate.go: before the WebSocket: the ClientHello, the
+//     handshake gate, the TLS bridge, the HTTP upgrade.
+//   - join.go: the header frame, joining a channel with its history,
+//     leaving.
+//   - fanout.go: from a publish to the write, top to bottom.
+//   - channel.go: channels and the registry that names them.
+//   - loop.go: per-event-loop state (scratch buffers, the waiting list,
+//     sweeps).
+//   - close.go: why a connection ended and what it is told.
+//   - perip.go, ids.go, memory.go, gnetlog.go: the per-address limit,
+//     hashed ids for logs, giving memory back to the OS, gnet's logs.
+//
 // # Words
 //
 // One word per thing, in code, comments, logs and tests:

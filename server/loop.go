@@ -79,69 +79,6 @@ func newLoop(s *Server, idx int, el gnet.EventLoop) *loop {
 
 func (l *loop) tick() { l.now = time.Now().UnixNano() }
 
-// schedule queues g for draining on this loop. The drain runs as a task
-// after the socket events of the current poll round, so that every message
-// read in the round (from any publisher on this loop) reaches a member
-// in one write: under load, rounds grow and writes per message shrink.
-func (l *loop) schedule(g *group) {
-	l.pending = append(l.pending, g)
-	if !l.flushing {
-		l.flushing = true
-		if err := l.el.Execute(context.Background(), l.flushRun); err != nil {
-			l.flushing = false
-			l.runPending() // engine stopping: drain now
-		}
-	}
-}
-
-// runPending drains the groups marked dirty on this loop. Draining
-// publishes nothing, so the list should not grow while it runs; it is read
-// by index all the same, so an append would be seen, and the slice keeps
-// its capacity from round to round.
-func (l *loop) runPending() {
-	for i := 0; i < len(l.pending); i++ {
-		l.pending[i].drain()
-	}
-	clear(l.pending)
-	l.pending = l.pending[:0]
-	l.trimScratch() // drains grow the batch buffer
-}
-
-// wait puts c on the waiting list, once, and arms the pump.
-func (l *loop) wait(c *conn) {
-	if c.flags&fWaiting != 0 {
-		return
-	}
-	c.flags |= fWaiting
-	l.waiting = append(l.waiting, c)
-	if l.pumpArmd {
-		return
-	}
-	l.pumpArmd = true
-	if l.pumpT == nil {
-		el, run := l.el, l.pumpRun
-		l.pumpT = time.AfterFunc(pumpInterval, func() {
-			_ = el.Execute(context.Background(), run)
-		})
-		return
-	}
-	l.pumpT.Reset(pumpInterval)
-}
-
-// pump resumes every waiting connection; those still waiting put
-// themselves back on the list.
-func (l *loop) pump() {
-	l.pumpArmd = false
-	ws := l.waiting
-	l.waiting = l.spare[:0]
-	for _, c := range ws {
-		c.flags &^= fWaiting
-		c.resume()
-	}
-	clear(ws)
-	l.spare = ws[:0]
-}
-
 // sweep enforces deadlines, liveness pings and slow-consumer grace for every
 // connection of the loop. It runs on the loop once per tick.
 func (l *loop) sweep() {

@@ -1,0 +1,414 @@
+package server
+
+// Fan-out, read top to bottom from a publish to the write: a member's
+// message goes into its channel's ring once (channel.publish); each loop
+// with members of the channel gets its group scheduled once per burst
+// (loop.schedule, loop.runPending); a group drains each of its members
+// (group.drain), and a member's drain (conn.drain) takes frames from its
+// cursor to the ring's head into one write, small frames copied into the
+// loop's batch buffer and large ones sent in slices of the ring's shared
+// frame. A member whose output passes MaxPending is paused and waits on
+// its loop's waiting list (loop.wait, loop.pump); one whose unread messages
+// the ring lost is closed as a slow consumer (conn.lapped).
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/mles/mles/codec"
+	"github.com/mles/mles/ring"
+)
+
+// publish stores m in the channel's ring and wakes every loop that has
+// members. The publisher's own loop drains before its callback returns;
+// other loops get one Execute per burst, not one per member.
+func (ch *channel) publish(m *ring.Message, from *loop) {
+	ch.ring.Publish(m)
+	ch.lastActive.Store(from.now)
+	for i := range ch.groups {
+		g := ch.groups[i].Load()
+		if g == nil || g.n.Load() == 0 || !g.dirty.CompareAndSwap(false, true) {
+			continue
+		}
+		if g.l == from {
+			from.schedule(g)
+		} else if err := g.l.el.Execute(context.Background(), g.run); err != nil {
+			g.dirty.Store(false) // engine stopping
+		}
+	}
+}
+
+// schedule queues g for draining on this loop. The drain runs as a task
+// after the socket events of the current poll round, so that every message
+// read in the round (from any publisher on this loop) reaches a member
+// in one write: under load, rounds grow and writes per message shrink.
+func (l *loop) schedule(g *group) {
+	l.pending = append(l.pending, g)
+	if !l.flushing {
+		l.flushing = true
+		if err := l.el.Execute(context.Background(), l.flushRun); err != nil {
+			l.flushing = false
+			l.runPending() // engine stopping: drain now
+		}
+	}
+}
+
+// runPending drains the groups marked dirty on this loop. Draining
+// publishes nothing, so the list should not grow while it runs; it is read
+// by index all the same, so an append would be seen, and the slice keeps
+// its capacity from round to round.
+func (l *loop) runPending() {
+	for i := 0; i < len(l.pending); i++ {
+		l.pending[i].drain()
+	}
+	clear(l.pending)
+	l.pending = l.pending[:0]
+	l.trimScratch() // drains grow the batch buffer
+}
+
+// group is the set of a channel's members owned by one event loop. The
+// publisher marks it dirty and wakes its loop once per burst; the loop then
+// drains every member with one write each.
+type group struct {
+	ch *channel
+	l  *loop
+
+	dirty atomic.Bool  // a drain is scheduled and has not started yet
+	n     atomic.Int32 // len(subs), readable from any loop
+	// mark is at or below the cursor of every member of the group, so
+	// the ring's byte caps never evict what they have not read yet.
+	mark *ring.Mark
+
+	subs []*conn // owned by l
+	run  gnet.RunnableFunc
+}
+
+// groupFor returns loop l's group of ch, creating it. Only l calls it for
+// its own index, so a plain store suffices.
+func (ch *channel) groupFor(l *loop) *group {
+	if g := ch.groups[l.idx].Load(); g != nil {
+		return g
+	}
+	g := &group{ch: ch, l: l, mark: ch.ring.NewMark()}
+	g.run = func(context.Context) error {
+		g.l.tick()
+		g.drain()
+		g.l.runPending()
+		return nil
+	}
+	ch.groups[l.idx].Store(g)
+	return g
+}
+
+func (g *group) add(c *conn) {
+	c.grp = g
+	c.grpIdx = int32(len(g.subs))
+	g.subs = append(g.subs, c)
+	g.n.Store(int32(len(g.subs)))
+}
+
+func (g *group) remove(c *conn) {
+	i, last := int(c.grpIdx), len(g.subs)-1
+	g.subs[i] = g.subs[last]
+	g.subs[i].grpIdx = int32(i)
+	g.subs[last] = nil
+	g.subs = g.subs[:last]
+	g.n.Store(int32(len(g.subs)))
+	c.grp = nil
+	if last == 0 {
+		g.mark.Set(ring.NoMark)
+	}
+}
+
+// drain delivers everything new in the ring to each member of the group.
+// The dirty flag is cleared before reading, so a publish that lands during the
+// drain marks the group again and nothing is missed. Then it raises the
+// group's mark to the lowest cursor and lets the ring trim what every
+// member has read, should a byte cap be exceeded.
+func (g *group) drain() {
+	g.dirty.Store(false)
+	l := g.l
+	subs := append(l.subs[:0], g.subs...) // drains may close, and closing edits g.subs
+	low := uint64(ring.NoMark)
+	for _, c := range subs {
+		c.drain()
+		if c.grp == g {
+			low = min(low, c.cursor)
+		}
+	}
+	clear(subs)
+	l.subs = subs[:0]
+	g.mark.Set(low)
+	g.ch.ring.Trim()
+}
+
+// batchMax bounds one member's batch, so one huge backlog is written in
+// slices and rechecked against MaxPending between them.
+const batchMax = 256 << 10
+
+// copyMax is the frame size from which drain writes a frame in slices
+// instead of copying it into the batch.
+const copyMax = 8 << 10
+
+// sliceMax is the most of a large frame handed to gnet at once: gnet
+// copies what the socket does not take, so this bounds the copy beyond
+// MaxPending.
+const sliceMax = 64 << 10
+
+// tlsOverhead is room left in a write for the TLS records' headers and
+// tags (small records at first, with crypto/tls's dynamic record sizing).
+const tlsOverhead = 8 << 10
+
+// drain delivers the member's backlog from its cursor to the ring head
+// with one write per batch: small frames are copied into the loop's batch
+// buffer and written with one write (plain) or one tls.Conn.Write (TLS);
+// a large frame goes out in slices of the ring's frame, without a copy.
+// While the output holds more than MaxPending it stops: the ring is the
+// member's queue, and the loop's waiting list resumes it.
+//
+// Why a copy and not writev: x/sys/unix.Writev, which gnet calls, allocates
+// its iovec array on every call (and again as it grows past 8 entries). For
+// frames below copyMax a memmove into a reused buffer is cheaper than that
+// allocation and keeps delivery allocation-free.
+func (c *conn) drain() {
+	if c.state != stJoined || c.dead {
+		return
+	}
+	l, r := c.l, c.ch.ring
+	if !c.writePart() || c.outputFull() {
+		return
+	}
+	c.pausedAt = 0
+	head := r.Head()
+	batch := l.batch[:0]
+	for {
+		if rp := c.replay; rp != nil {
+			// Stored joins due before the message at the cursor.
+			for rp.next < len(rp.joins) && rp.joins[rp.next].Pos <= c.cursor {
+				batch = append(batch, rp.joins[rp.next].Msg.Frame...)
+				rp.next++
+			}
+			if rp.next == len(rp.joins) && c.cursor >= rp.end {
+				c.replay = nil // the history is out
+			}
+		}
+		if c.cursor >= head {
+			break
+		}
+		m, st := r.Read(c.cursor)
+		if st == ring.NotReady {
+			break // its publisher's wake brings this loop back
+		}
+		if st == ring.Lost {
+			if !c.lapped() {
+				// History evicted or overwritten while it was replayed:
+				// skip to what is still there. Nothing live is lost.
+				c.cursor = max(r.Tail(), c.cursor+1)
+				continue
+			}
+			// Lapped: what it missed is gone. It gets what came before
+			// the gap, then 1008 (SPEC 1.6), never a silent gap.
+			if len(batch) > 0 {
+				c.writeOut(batch)
+			}
+			l.batch = batch[:0]
+			c.slowConsumer("lapped by the ring")
+			return
+		}
+		c.cursor++
+		if m.From == c.id {
+			continue
+		}
+		if len(m.Frame) < copyMax {
+			if len(batch)+len(m.Frame) > c.writeMax(batchMax) {
+				c.writeOut(batch)
+				batch = batch[:0]
+				if c.dead || c.outputFull() {
+					c.cursor-- // not delivered: read it again when resumed
+					break
+				}
+			}
+			batch = append(batch, m.Frame...)
+			continue
+		}
+		// A large frame: what is batched goes first, then the frame in
+		// slices of the ring's copy.
+		if len(batch) > 0 {
+			c.writeOut(batch)
+			batch = batch[:0]
+		}
+		c.part, c.partOff = m, 0
+		if !c.writePart() {
+			break
+		}
+		if c.dead || c.state != stJoined || c.outputFull() {
+			break
+		}
+	}
+	if len(batch) > 0 && !c.dead {
+		c.writeOut(batch)
+	}
+	l.batch = batch[:0]
+	if c.flags&fShutdown != 0 && c.state == stJoined && c.part == nil && c.replay == nil && c.cursor >= r.Head() {
+		c.closeWith(closeShutdown) // everything accepted before the shutdown is out
+	}
+}
+
+// writePart writes the rest of the large frame in progress, in slices,
+// while the output holds at most MaxPending, and reports whether it is
+// done (true also when there is none). When the output is full it pauses
+// the connection and returns false.
+func (c *conn) writePart() bool {
+	for c.part != nil {
+		if c.dead {
+			return false
+		}
+		if c.outputFull() {
+			return false
+		}
+		c.pausedAt = 0
+		p := c.part.Frame[c.partOff:]
+		if n := c.writeMax(sliceMax); len(p) > n {
+			p = p[:n]
+		}
+		c.partOff += len(p)
+		if c.partOff == len(c.part.Frame) {
+			c.part, c.partOff = nil, 0
+		}
+		c.writeOut(p)
+		if c.part == nil && c.flags&fPong != 0 {
+			c.flags &^= fPong
+			c.send(codec.AppendFrame(c.l.out[:0], ws.OpPong, *c.pong))
+			c.pong = nil
+			c.flush()
+		}
+	}
+	return true
+}
+
+// writeMax returns the most plaintext to hand to one write so that what
+// gnet may have to copy, n bytes or their ciphertext, stays within n's
+// power-of-two size class of gnet's buffer pool.
+func (c *conn) writeMax(n int) int {
+	if c.tls != nil {
+		return n - tlsOverhead
+	}
+	return n
+}
+
+// writeOut writes frames to the member: encrypted and flushed in TLS
+// mode, straight to gnet (which copies only what the socket did not take)
+// in plain mode.
+func (c *conn) writeOut(p []byte) {
+	if c.tls != nil {
+		_, _ = c.tls.Write(p)
+		c.flush()
+		return
+	}
+	_, _ = c.gc.Write(p)
+}
+
+// outputFull reports whether the connection's unsent output is above
+// MaxPending, and if so pauses it.
+func (c *conn) outputFull() bool {
+	if c.gc.OutboundBuffered() <= c.s.opts.MaxPending {
+		return false
+	}
+	c.pause()
+	return true
+}
+
+// pause notes that the member's output is over MaxPending and puts it
+// on the loop's waiting list, which resumes it once the output drains.
+func (c *conn) pause() {
+	if c.pausedAt == 0 {
+		c.pausedAt = c.l.now
+	}
+	c.l.wait(c)
+}
+
+// resume continues a connection from the loop's waiting list: a paused
+// member drains on (or is closed past its grace), a closing one
+// flushes on.
+func (c *conn) resume() {
+	if c.dead {
+		return
+	}
+	switch c.state {
+	case stJoined:
+		if c.flags&fShutdown != 0 && c.l.now >= c.s.shutdownData.Load() {
+			c.slowConsumer("behind at shutdown")
+			return
+		}
+		if c.pausedAt != 0 && c.l.now-c.pausedAt >= int64(c.s.opts.SlowGrace) {
+			c.slowConsumer("pending above max-pending past the grace period")
+			return
+		}
+		if c.lapped() {
+			// Known before the paused output even drains: what it has
+			// not read is gone (a lap, or past the ring's Hold).
+			c.slowConsumer("lapped by the ring")
+			return
+		}
+		c.drain()
+	case stClosing:
+		c.finishClose()
+	}
+}
+
+// wait puts c on the waiting list, once, and arms the pump.
+func (l *loop) wait(c *conn) {
+	if c.flags&fWaiting != 0 {
+		return
+	}
+	c.flags |= fWaiting
+	l.waiting = append(l.waiting, c)
+	if l.pumpArmd {
+		return
+	}
+	l.pumpArmd = true
+	if l.pumpT == nil {
+		el, run := l.el, l.pumpRun
+		l.pumpT = time.AfterFunc(pumpInterval, func() {
+			_ = el.Execute(context.Background(), run)
+		})
+		return
+	}
+	l.pumpT.Reset(pumpInterval)
+}
+
+// pump resumes every waiting connection; those still waiting put
+// themselves back on the list.
+func (l *loop) pump() {
+	l.pumpArmd = false
+	ws := l.waiting
+	l.waiting = l.spare[:0]
+	for _, c := range ws {
+		c.flags &^= fWaiting
+		c.resume()
+	}
+	clear(ws)
+	l.spare = ws[:0]
+}
+
+// lapped reports whether messages the member has not read yet are gone
+// from the ring. History lost during a replay does not count while nothing
+// live is missing.
+func (c *conn) lapped() bool {
+	t := c.ch.ring.Tail()
+	if t <= c.cursor {
+		return false
+	}
+	rp := c.replay
+	return rp == nil || c.cursor >= rp.end || t > rp.end
+}
+
+func (c *conn) slowConsumer(why string) {
+	c.s.slow.Add(1)
+	c.s.log.Info("slow consumer", "conn", c.id, "uid", c.uidID, "channel", c.ch.hid, "why", why)
+	c.closeWith(closeSlow)
+}
