@@ -7,11 +7,11 @@ import (
 )
 
 // Errors of CheckAuth, with close code 1008 (SPEC 1.2).
-var (
+const (
 	// ErrAuth: the auth token does not match.
-	ErrAuth = policyError("auth failed")
+	ErrAuth PolicyError = "auth failed"
 	// ErrAuthMissing: MLES_KEY is set and the header carries no auth.
-	ErrAuthMissing = policyError("auth required")
+	ErrAuthMissing PolicyError = "auth required"
 )
 
 // AuthTokenLen is the length of an auth token: a 64-bit SipHash in hex.

@@ -87,13 +87,20 @@ func ParseClose(payload []byte) (code ws.StatusCode, reason []byte, err error) {
 }
 
 // CloseCodeOf returns the close code and reason the server should send for
-// err: the code and reason of a *ProtocolError anywhere in err's chain, or
+// err: the code and reason of a ProtocolError or PolicyError anywhere in
+// err's chain, or
 // CloseInternalError with an empty reason for any other error. It lets the
 // server close every failed connection through one path.
 func CloseCodeOf(err error) (ws.StatusCode, string) {
-	var pe *ProtocolError
-	if errors.As(err, &pe) {
-		return pe.Code, pe.Reason
+	switch e := err.(type) { // the codec's own errors, without errors.As's allocation
+	case ProtocolError:
+		return e.Code(), e.Reason()
+	case PolicyError:
+		return e.Code(), e.Reason()
+	}
+	var ce closeError
+	if errors.As(err, &ce) { // wrapped
+		return ce.Code(), ce.Reason()
 	}
 	return CloseInternalError, ""
 }

@@ -112,6 +112,27 @@ func TestCloseCodeOf(t *testing.T) {
 			reason: "message too big",
 		},
 		{
+			// A header error: 1008.
+			name:   "policy",
+			err:    ErrHeaderUID,
+			code:   1008,
+			reason: "invalid uid",
+		},
+		{
+			// Invalid UTF-8: 1007.
+			name:   "utf8",
+			err:    ErrInvalidUTF8,
+			code:   1007,
+			reason: "invalid UTF-8",
+		},
+		{
+			// A wrapped auth error.
+			name:   "wrapped-policy",
+			err:    fmt.Errorf("join: %w", ErrAuth),
+			code:   1008,
+			reason: "auth failed",
+		},
+		{
 			// Anything else is the server's fault.
 			name: "other",
 			err:  errors.New("disk full"),
@@ -125,5 +146,10 @@ func TestCloseCodeOf(t *testing.T) {
 				t.Fatalf("CloseCodeOf = %d %q", code, reason)
 			}
 		})
+	}
+	// The codec's own errors cost no allocation on the way to the close.
+	var err error = ErrUnmasked
+	if n := testing.AllocsPerRun(100, func() { _, _ = CloseCodeOf(err) }); n != 0 {
+		t.Errorf("CloseCodeOf(ErrUnmasked): %v allocations", n)
 	}
 }

@@ -11,10 +11,10 @@
 //
 //	var up codec.UpgradeParser
 //	n, err := up.Parse(in) // in: every byte received so far
-//	var he *codec.HandshakeError
+//	var he codec.HandshakeError
 //	switch {
 //	case errors.As(err, &he): // answer its status, then close
-//		out = codec.AppendHTTPError(out, he.Status, he.Reason)
+//		out = codec.AppendHTTPError(out, he.Status(), he.Reason())
 //	case n == 0: // header block incomplete: wait for more bytes
 //	case !up.Request.Upgrade: // plain HTTP: the server's HTTP side
 //	default:
@@ -30,7 +30,7 @@
 //	for len(p) > 0 {
 //		ev, n, err := fr.Next(p)
 //		p = p[n:]
-//		if err != nil { // *ProtocolError: close with its code
+//		if err != nil { // ProtocolError: close with its code
 //			code, reason := codec.CloseCodeOf(err)
 //			out = codec.AppendClose(out, code, reason)
 //			break
@@ -65,10 +65,11 @@
 //
 // # Errors
 //
-// Every error that ends a WebSocket session is a *ProtocolError that
-// carries the close code to send and a short reason; every refused
-// handshake is a *HandshakeError with its HTTP status. Both are returned as
-// the package's documented sentinels, so errors.Is and errors.As work and
-// the error path does not allocate. The protocol rules come from RFC 6455;
+// Every error that ends a WebSocket session is a ProtocolError (RFC 6455)
+// or a PolicyError (SPEC: the header frame, auth) that carries the close
+// code to send and a short reason; every refused handshake is a
+// HandshakeError with its HTTP status. All are constants of string types,
+// as in gobwas/ws: immutable, compared by errors.Is, found by errors.As,
+// and the error path does not allocate. The protocol rules come from RFC 6455;
 // each check cites its section.
 package codec

@@ -1,40 +1,88 @@
 package codec
 
-import "github.com/gobwas/ws"
+import (
+	"strconv"
 
-// ProtocolError is an error that ends a WebSocket session. Code is the close
-// code to send and Reason a short text (at most MaxCloseReason bytes, no
-// client data in it) to send with it, so the server closes every failed
-// connection the same way: AppendClose(dst, e.Code, e.Reason), or
-// CloseCodeOf(err).
+	"github.com/gobwas/ws"
+)
+
+// ProtocolError is a frame that breaks RFC 6455: it ends the WebSocket
+// session with close code 1002, or 1007 for ErrInvalidUTF8 and 1009 for
+// ErrFrameTooLarge (section 7.4.1). Its text is the short reason sent in
+// the close frame (at most MaxCloseReason bytes, no client data in it).
 //
-// The codec returns the package's sentinel values themselves (ErrUnmasked,
-// ErrHeaderUID, ...), so both errors.Is(err, ErrUnmasked) and errors.As(err,
-// &pe) work and the error path does not allocate. Callers must not modify
-// the sentinels.
-type ProtocolError struct {
-	Code   ws.StatusCode
-	Reason string
-}
+// The errors are constants of string types, as gobwas/ws defines its own
+// (check.go): nobody can change them, errors.Is compares them, and
+// returning one allocates nothing.
+type ProtocolError string
 
 // Error returns "codec: " followed by the reason.
-func (e *ProtocolError) Error() string { return "codec: " + e.Reason }
+func (e ProtocolError) Error() string { return "codec: " + string(e) }
 
-// protocolError builds a sentinel with the close code for rule violations
-// of RFC 6455 (1002) and reason.
-func protocolError(reason string) *ProtocolError {
-	return &ProtocolError{Code: ws.StatusProtocolError, Reason: reason}
+// Reason is the close frame's reason.
+func (e ProtocolError) Reason() string { return string(e) }
+
+// Code is the close code to send.
+func (e ProtocolError) Code() ws.StatusCode {
+	switch e {
+	case ErrInvalidUTF8:
+		return CloseInvalidPayload
+	case ErrFrameTooLarge:
+		return CloseMessageTooBig
+	}
+	return CloseProtocolError
 }
 
-// policyError builds a sentinel with the close code the SPEC assigns to a
-// bad header frame or failed auth, 1008 (SPEC 1.2).
-func policyError(reason string) *ProtocolError {
-	return &ProtocolError{Code: ws.StatusPolicyViolation, Reason: reason}
+// PolicyError is a header frame or an auth token the server refuses: the
+// session ends with close code 1008 (SPEC 1.2) and the error's text as the
+// reason.
+type PolicyError string
+
+// Error returns "codec: " followed by the reason.
+func (e PolicyError) Error() string { return "codec: " + string(e) }
+
+// Reason is the close frame's reason.
+func (e PolicyError) Reason() string { return string(e) }
+
+// Code is the close code to send: 1008.
+func (e PolicyError) Code() ws.StatusCode { return ClosePolicyViolation }
+
+// HandshakeError is a request the server refuses before the WebSocket
+// session starts: it answers with the HTTP status Status and the error's
+// text as the body, AppendHTTPError(dst, e.Status(), e.Reason()).
+type HandshakeError string
+
+// Error returns "codec: handshake: " followed by the status and reason.
+func (e HandshakeError) Error() string {
+	return "codec: handshake: " + strconv.Itoa(e.Status()) + " " + string(e)
 }
 
-// Both error types satisfy error through their pointers, which is how the
-// sentinels are returned.
+// Reason is the response body's one line.
+func (e HandshakeError) Reason() string { return string(e) }
+
+// Status is the HTTP status to answer with: 431, 505 or 426 for the errors
+// that name them, 400 for the others.
+func (e HandshakeError) Status() int {
+	switch e {
+	case ErrHeaderBlockTooLarge:
+		return 431
+	case ErrHTTPVersion:
+		return 505
+	case ErrWebSocketVersion:
+		return 426
+	}
+	return 400
+}
+
+// closeError is what CloseCodeOf looks for: ProtocolError and PolicyError.
+type closeError interface {
+	error
+	Code() ws.StatusCode
+	Reason() string
+}
+
 var (
-	_ error = (*ProtocolError)(nil)
-	_ error = (*HandshakeError)(nil)
+	_ closeError = ProtocolError("")
+	_ closeError = PolicyError("")
+	_ error      = HandshakeError("")
 )

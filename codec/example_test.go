@@ -24,9 +24,9 @@ func Example() {
 	in = append(in, request[40:]...)
 	in = append(in, frames...)
 	n, err = up.Parse(in)
-	var he *codec.HandshakeError
+	var he codec.HandshakeError
 	if errors.As(err, &he) {
-		fmt.Printf("%s", codec.AppendHTTPError(nil, he.Status, he.Reason))
+		fmt.Printf("%s", codec.AppendHTTPError(nil, he.Status(), he.Reason()))
 		return
 	}
 	fmt.Println("upgrade:", up.Request.Upgrade, "first frame bytes:", len(in)-n)

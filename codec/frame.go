@@ -8,46 +8,46 @@ import (
 	"github.com/gobwas/ws"
 )
 
-// Errors that FrameReader.Next returns. Each is a *ProtocolError whose Code
+// Errors that FrameReader.Next returns. Each is a ProtocolError whose Code
 // is the close code RFC 6455 section 7.4.1 assigns to the violation.
-var (
+const (
 	// ErrUnmasked: a client frame without a masking key (section 5.1,
 	// "a server MUST close the connection upon receiving a frame that is not
 	// masked").
-	ErrUnmasked = protocolError("unmasked client frame")
+	ErrUnmasked ProtocolError = "unmasked client frame"
 	// ErrRSV: a frame with RSV1-3 set; no extension is negotiated
 	// (section 5.2).
-	ErrRSV = protocolError("reserved bits set")
+	ErrRSV ProtocolError = "reserved bits set"
 	// ErrReservedOpcode: opcodes 0x3-0x7 and 0xB-0xF (section 5.2).
-	ErrReservedOpcode = protocolError("reserved opcode")
+	ErrReservedOpcode ProtocolError = "reserved opcode"
 	// ErrBadControl: a control frame with more than 125 bytes of payload
 	// (section 5.5).
-	ErrBadControl = protocolError("control frame too long")
+	ErrBadControl ProtocolError = "control frame too long"
 	// ErrFragmentedControl: a control frame without FIN (section 5.5,
 	// "control frames MUST NOT be fragmented").
-	ErrFragmentedControl = protocolError("fragmented control frame")
+	ErrFragmentedControl ProtocolError = "fragmented control frame"
 	// ErrBadContinuation: a continuation frame with no message to continue
 	// (section 5.4).
-	ErrBadContinuation = protocolError("continuation frame without a message")
+	ErrBadContinuation ProtocolError = "continuation frame without a message"
 	// ErrNestedMessage: a text or binary frame while a fragmented message is
 	// still open; only control frames may interleave (section 5.4).
-	ErrNestedMessage = protocolError("new message inside a fragmented message")
+	ErrNestedMessage ProtocolError = "new message inside a fragmented message"
 	// ErrBadClosePayload: a close frame with a 1-byte payload, which cannot
 	// hold the 2-byte code (section 5.5.1).
-	ErrBadClosePayload = protocolError("close payload of 1 byte")
+	ErrBadClosePayload ProtocolError = "close payload of 1 byte"
 	// ErrBadCloseCode: a close code that must not be sent (section 7.4,
 	// see ValidCloseCode).
-	ErrBadCloseCode = protocolError("invalid close code")
+	ErrBadCloseCode ProtocolError = "invalid close code"
 	// ErrInvalidUTF8: a text message or close reason that is not UTF-8
 	// (section 8.1); closes with 1007.
-	ErrInvalidUTF8 = &ProtocolError{Code: ws.StatusInvalidFramePayloadData, Reason: "invalid UTF-8"}
+	ErrInvalidUTF8 ProtocolError = "invalid UTF-8"
 	// ErrBadLength: a 64-bit payload length with its most significant bit
 	// set, which section 5.2 forbids.
-	ErrBadLength = protocolError("64-bit length with the most significant bit set")
+	ErrBadLength ProtocolError = "64-bit length with the most significant bit set"
 	// ErrFrameTooLarge: a message longer than FrameReader.MaxMessage, found
 	// from the declared frame lengths before any of it is buffered; closes
 	// with 1009 (section 7.4.1).
-	ErrFrameTooLarge = &ProtocolError{Code: ws.StatusMessageTooBig, Reason: "message too big"}
+	ErrFrameTooLarge ProtocolError = "message too big"
 )
 
 // Event is what FrameReader.Next found.
@@ -174,7 +174,7 @@ type FrameReader struct {
 // the previous event, and drops a message that was neither taken nor
 // released (as ReleaseMessage does).
 //
-// A violation returns a *ProtocolError (one of the Err sentinels) with the
+// A violation returns a ProtocolError (one of the Err constants) with the
 // close code to send; the error is sticky until Reset, as the stream cannot
 // be trusted past it. After EventClose no further frame is expected
 // (section 5.5.1) and the caller stops reading.

@@ -454,9 +454,8 @@ func TestFrameReader(t *testing.T) {
 	for _, tc := range frameCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.err != nil {
-				var pe *ProtocolError
-				if !errors.As(tc.err, &pe) || pe.Code != tc.code {
-					t.Fatalf("sentinel %v has code %d, want %d", tc.err, pe.Code, tc.code)
+				if code, _ := CloseCodeOf(tc.err); code != tc.code {
+					t.Fatalf("error %v has code %d, want %d", tc.err, code, tc.code)
 				}
 			}
 			for _, d := range deliveries(tc.in) {

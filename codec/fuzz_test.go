@@ -28,9 +28,9 @@ func FuzzFrameReader(f *testing.F) {
 	f.Add(rawFrame(bitFin|byte(ws.OpBinary), true, 1<<63, nil), uint16(0), uint(9))
 	f.Fuzz(func(t *testing.T, data []byte, maxMessage uint16, split uint) {
 		wantEvs, wantErr := readAll(t, int(maxMessage), [][]byte{data}, false)
-		var pe *ProtocolError
+		var pe ProtocolError
 		if wantErr != nil && !errors.As(wantErr, &pe) {
-			t.Fatalf("error %v is not a *ProtocolError", wantErr)
+			t.Fatalf("error %v is not a ProtocolError", wantErr)
 		}
 		for _, ev := range wantEvs {
 			if ev.Ev == EventMessage && maxMessage > 0 && len(ev.Data) > int(maxMessage) {
@@ -62,9 +62,9 @@ func FuzzUpgradeParser(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, split uint) {
 		want := parseChunks(t, [][]byte{data})
 		if want.err != nil {
-			var he *HandshakeError
-			if !errors.As(want.err, &he) || he.Status < 400 {
-				t.Fatalf("error %v is not a 4xx/5xx *HandshakeError", want.err)
+			var he HandshakeError
+			if !errors.As(want.err, &he) || he.Status() < 400 {
+				t.Fatalf("error %v is not a 4xx/5xx HandshakeError", want.err)
 			}
 		}
 		if want.n > 0 {
@@ -98,9 +98,9 @@ func FuzzDecodeHeader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, err := DecodeHeader(data, HeaderLimits{MaxUID: 64, MaxChannel: 64})
 		if err != nil {
-			var pe *ProtocolError
-			if !errors.As(err, &pe) || pe.Code != ws.StatusPolicyViolation {
-				t.Fatalf("error %v is not a 1008 *ProtocolError", err)
+			var pe PolicyError
+			if !errors.As(err, &pe) || pe.Code() != ws.StatusPolicyViolation {
+				t.Fatalf("error %v is not a 1008 PolicyError", err)
 			}
 			return
 		}
@@ -162,9 +162,9 @@ func FuzzCheckAuth(f *testing.F) {
 				uid, channel, auth, hasAuth, key, keySet, err, accept)
 		}
 		if err != nil {
-			var pe *ProtocolError
-			if !errors.As(err, &pe) || pe.Code != ws.StatusPolicyViolation {
-				t.Fatalf("error %v is not a 1008 *ProtocolError", err)
+			var pe PolicyError
+			if !errors.As(err, &pe) || pe.Code() != ws.StatusPolicyViolation {
+				t.Fatalf("error %v is not a 1008 PolicyError", err)
 			}
 		}
 	})

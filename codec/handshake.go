@@ -17,61 +17,46 @@ const MaxHeaderBlock = 8 << 10
 // Sec-WebSocket-Protocol and that the 101 reply selects (SPEC 1.1).
 const Subprotocol = "mles-websocket"
 
-// HandshakeError is a request the server refuses before the WebSocket
-// session starts. Status is the HTTP status to answer with and Reason a
-// one-line text for the body: AppendHTTPError(dst, e.Status, e.Reason).
-// The parser returns the package's sentinels themselves, so errors.Is works
-// and refusing allocates nothing; callers must not modify them.
-type HandshakeError struct {
-	Status int
-	Reason string
-}
-
-// Error returns "codec: handshake: " followed by the status and reason.
-func (e *HandshakeError) Error() string {
-	return "codec: handshake: " + strconv.Itoa(e.Status) + " " + e.Reason
-}
-
 // Errors that UpgradeParser.Parse returns. Syntax errors apply to every
 // request; the upgrade errors only to a request with "Upgrade: websocket".
-var (
+const (
 	// ErrHeaderBlockTooLarge: no end of the header block within
 	// MaxHeaderBlock bytes.
-	ErrHeaderBlockTooLarge = &HandshakeError{Status: 431, Reason: "request header fields too large"}
+	ErrHeaderBlockTooLarge HandshakeError = "request header fields too large"
 	// ErrRequestLine: a request line that is not "METHOD SP target SP
 	// HTTP/x.y" (RFC 7230 section 3.1.1).
-	ErrRequestLine = &HandshakeError{Status: 400, Reason: "malformed request line"}
+	ErrRequestLine HandshakeError = "malformed request line"
 	// ErrHTTPVersion: a protocol other than HTTP/1.0 or HTTP/1.1.
-	ErrHTTPVersion = &HandshakeError{Status: 505, Reason: "HTTP version not supported"}
+	ErrHTTPVersion HandshakeError = "HTTP version not supported"
 	// ErrObsFold: a header line continued on the next line (obs-fold),
 	// which RFC 7230 section 3.2.4 lets a server reject with 400.
-	ErrObsFold = &HandshakeError{Status: 400, Reason: "obsolete header line folding"}
+	ErrObsFold HandshakeError = "obsolete header line folding"
 	// ErrHeaderLine: a header line without a colon, with an invalid name or
 	// with whitespace before the colon (RFC 7230 section 3.2.4).
-	ErrHeaderLine = &HandshakeError{Status: 400, Reason: "malformed header line"}
+	ErrHeaderLine HandshakeError = "malformed header line"
 	// ErrHeaderValue: a control character in a header value (RFC 7230
 	// section 3.2, field-vchar), a request smuggling vector.
-	ErrHeaderValue = &HandshakeError{Status: 400, Reason: "invalid character in header value"}
+	ErrHeaderValue HandshakeError = "invalid character in header value"
 	// ErrDuplicateHost: more than one Host header (RFC 7230 section 5.4).
-	ErrDuplicateHost = &HandshakeError{Status: 400, Reason: "duplicate Host header"}
+	ErrDuplicateHost HandshakeError = "duplicate Host header"
 	// ErrUpgradeMethod: an upgrade with a method other than GET (RFC 6455
 	// section 4.1).
-	ErrUpgradeMethod = &HandshakeError{Status: 400, Reason: "websocket upgrade requires GET"}
+	ErrUpgradeMethod HandshakeError = "websocket upgrade requires GET"
 	// ErrUpgradeHTTP11: an upgrade in HTTP/1.0 (RFC 6455 section 4.1).
-	ErrUpgradeHTTP11 = &HandshakeError{Status: 400, Reason: "websocket upgrade requires HTTP/1.1"}
+	ErrUpgradeHTTP11 HandshakeError = "websocket upgrade requires HTTP/1.1"
 	// ErrUpgradeConnection: an upgrade without the "upgrade" token in
 	// Connection (RFC 6455 section 4.2.1, item 4).
-	ErrUpgradeConnection = &HandshakeError{Status: 400, Reason: "missing Connection: upgrade"}
+	ErrUpgradeConnection HandshakeError = "missing Connection: upgrade"
 	// ErrWebSocketVersion: Sec-WebSocket-Version missing or not 13; the
 	// reply is 426 with "Sec-WebSocket-Version: 13" (RFC 6455 section 4.2.2,
 	// item 4).
-	ErrWebSocketVersion = &HandshakeError{Status: 426, Reason: "unsupported Sec-WebSocket-Version, want 13"}
+	ErrWebSocketVersion HandshakeError = "unsupported Sec-WebSocket-Version, want 13"
 	// ErrWebSocketKey: Sec-WebSocket-Key missing, repeated, or not the
 	// base64 encoding of 16 bytes (RFC 6455 section 4.2.1, item 5).
-	ErrWebSocketKey = &HandshakeError{Status: 400, Reason: "invalid Sec-WebSocket-Key"}
+	ErrWebSocketKey HandshakeError = "invalid Sec-WebSocket-Key"
 	// ErrSubprotocol: Sec-WebSocket-Protocol does not offer mles-websocket
 	// (SPEC 1.1).
-	ErrSubprotocol = &HandshakeError{Status: 400, Reason: "missing subprotocol " + Subprotocol}
+	ErrSubprotocol HandshakeError = "missing subprotocol " + Subprotocol
 )
 
 // Request is what UpgradeParser found in a request header block.

@@ -290,9 +290,9 @@ func TestUpgradeParser(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.err != nil {
-				var he *HandshakeError
-				if !errors.As(tc.err, &he) || he.Status != tc.status {
-					t.Fatalf("sentinel %v: status %d, want %d", tc.err, he.Status, tc.status)
+				var he HandshakeError
+				if !errors.As(tc.err, &he) || he.Status() != tc.status {
+					t.Fatalf("error %v: status %d, want %d", tc.err, he.Status(), tc.status)
 				}
 			}
 			in := []byte(tc.in + tc.after)

@@ -10,26 +10,26 @@ import (
 	json "github.com/goccy/go-json"
 )
 
-// Errors of the Mles header frame (SPEC 1.2). Each is a *ProtocolError with
-// close code 1008 (policy violation) and a short reason for the close frame;
-// the server closes at once and creates no channel.
-var (
+// Errors of the Mles header frame (SPEC 1.2). Each is a PolicyError (close
+// code 1008) whose text is the short reason for the close frame; the server
+// closes at once and creates no channel.
+const (
 	// ErrHeaderBinary: the header frame was a binary message; it must be
 	// text.
-	ErrHeaderBinary = policyError("header must be a text message")
+	ErrHeaderBinary PolicyError = "header must be a text message"
 	// ErrHeaderJSON: the header is not one JSON object.
-	ErrHeaderJSON = policyError("header is not a JSON object")
+	ErrHeaderJSON PolicyError = "header is not a JSON object"
 	// ErrHeaderUID: uid missing, null, empty, not a string, or not
 	// printable ASCII.
-	ErrHeaderUID = policyError("invalid uid")
+	ErrHeaderUID PolicyError = "invalid uid"
 	// ErrHeaderChannel: channel missing, null, empty, not a string, or not
 	// printable ASCII.
-	ErrHeaderChannel = policyError("invalid channel")
+	ErrHeaderChannel PolicyError = "invalid channel"
 	// ErrHeaderAuth: auth present but neither a string nor null.
-	ErrHeaderAuth = policyError("invalid auth")
+	ErrHeaderAuth PolicyError = "invalid auth"
 	// ErrHeaderTooLong: uid, channel or auth over its limit, or the whole
 	// header frame over HeaderLimits.MaxBytes.
-	ErrHeaderTooLong = policyError("header field too long")
+	ErrHeaderTooLong PolicyError = "header field too long"
 )
 
 // Defaults of HeaderLimits, in bytes.

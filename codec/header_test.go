@@ -268,9 +268,9 @@ func TestAppendJoinJSON(t *testing.T) {
 
 func TestHeaderErrorsAreSentinels(t *testing.T) {
 	for _, err := range []error{ErrHeaderBinary, ErrHeaderJSON, ErrHeaderUID, ErrHeaderChannel, ErrHeaderAuth, ErrHeaderTooLong, ErrAuth, ErrAuthMissing} {
-		var pe *ProtocolError
-		if !errors.As(err, &pe) || pe.Code != ws.StatusPolicyViolation || !strings.HasPrefix(err.Error(), "codec: ") {
-			t.Errorf("%v: not a 1008 *ProtocolError with the codec prefix", err)
+		var pe PolicyError
+		if !errors.As(err, &pe) || pe.Code() != ws.StatusPolicyViolation || !strings.HasPrefix(err.Error(), "codec: ") {
+			t.Errorf("%v: not a 1008 PolicyError with the codec prefix", err)
 		}
 	}
 }

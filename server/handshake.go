@@ -170,9 +170,9 @@ func (c *conn) onUpgrade(p []byte) {
 	_, _ = u.buf.Write(p)
 	n, err := u.p.Parse(u.buf.B)
 	if err != nil {
-		var he *codec.HandshakeError
+		var he codec.HandshakeError
 		if errors.As(err, &he) {
-			c.httpError(he.Status, he.Reason)
+			c.httpError(he.Status(), he.Reason())
 		} else {
 			c.httpError(400, err.Error())
 		}

@@ -67,7 +67,7 @@ func TestSubprotocol(t *testing.T) {
 				}
 				_ = c.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
 				body, _ := io.ReadAll(io.LimitReader(c.resp.Body, 1024))
-				if got, want := string(bytes.TrimSpace(body)), codec.ErrSubprotocol.Reason; got != want {
+				if got, want := string(bytes.TrimSpace(body)), codec.ErrSubprotocol.Reason(); got != want {
 					t.Fatalf("400 body %q, want the reason %q", got, want)
 				}
 			})
@@ -171,20 +171,21 @@ func TestUpgradeRequest(t *testing.T) {
 		})
 		bad := []struct {
 			name, from, to string
-			err            *codec.HandshakeError // the status and body to expect
+			status         int    // the status to expect
+			body           string // and the body
 		}{
 			// No Sec-WebSocket-Key.
-			{"no-key", "Sec-WebSocket-Key: " + key + "\r\n", "", codec.ErrWebSocketKey},
+			{"no-key", "Sec-WebSocket-Key: " + key + "\r\n", "", 400, codec.ErrWebSocketKey.Reason()},
 			// A key that is not 16 bytes of base64.
-			{"bad-key", "Sec-WebSocket-Key: " + key, "Sec-WebSocket-Key: c2hvcnQ=", codec.ErrWebSocketKey},
+			{"bad-key", "Sec-WebSocket-Key: " + key, "Sec-WebSocket-Key: c2hvcnQ=", 400, codec.ErrWebSocketKey.Reason()},
 			// Another protocol version: 426 (RFC 6455 4.2.2).
-			{"version-8", "Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 8", codec.ErrWebSocketVersion},
+			{"version-8", "Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 8", 426, codec.ErrWebSocketVersion.Reason()},
 			// Not GET.
-			{"post", "GET ", "POST ", codec.ErrUpgradeMethod},
+			{"post", "GET ", "POST ", 400, codec.ErrUpgradeMethod.Reason()},
 			// No "upgrade" in Connection.
-			{"no-connection", "Connection: Upgrade\r\n", "", codec.ErrUpgradeConnection},
+			{"no-connection", "Connection: Upgrade\r\n", "", 400, codec.ErrUpgradeConnection.Reason()},
 			// No Upgrade header: a plain HTTP request, and no page here.
-			{"no-upgrade", "Upgrade: websocket\r\n", "", &codec.HandshakeError{Status: 404, Reason: "not found"}},
+			{"no-upgrade", "Upgrade: websocket\r\n", "", 404, "not found"},
 		}
 		for _, tc := range bad {
 			t.Run(tc.name, func(t *testing.T) {
@@ -194,10 +195,10 @@ func TestUpgradeRequest(t *testing.T) {
 				}
 				_, resp := send(t, []byte(req), false)
 				body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-				if resp.StatusCode != tc.err.Status || string(bytes.TrimSpace(body)) != tc.err.Reason {
-					t.Fatalf("%d %q, want %d %q", resp.StatusCode, bytes.TrimSpace(body), tc.err.Status, tc.err.Reason)
+				if resp.StatusCode != tc.status || string(bytes.TrimSpace(body)) != tc.body {
+					t.Fatalf("%d %q, want %d %q", resp.StatusCode, bytes.TrimSpace(body), tc.status, tc.body)
 				}
-				if tc.err.Status == http.StatusUpgradeRequired && resp.Header.Get("Sec-WebSocket-Version") != "13" {
+				if tc.status == http.StatusUpgradeRequired && resp.Header.Get("Sec-WebSocket-Version") != "13" {
 					t.Fatalf("426 without Sec-WebSocket-Version: 13 (%v)", resp.Header)
 				}
 			})
