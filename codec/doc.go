@@ -72,4 +72,15 @@
 // as in gobwas/ws: immutable, compared by errors.Is, found by errors.As,
 // and the error path does not allocate. The protocol rules come from RFC 6455;
 // each check cites its section.
+//
+// # Files
+//
+//   - handshake.go: the incremental HTTP upgrade parser (UpgradeParser).
+//   - response.go: the answers to it (101 with the accept key, HTTP errors).
+//   - frame.go: the incremental RFC 6455 frame reader and validator.
+//   - write.go: frames, close frames and join frames for the server to send.
+//   - close.go: close codes, reasons and CloseCodeOf.
+//   - header.go: the Mles header frame (DecodeHeader, its limits).
+//   - auth.go: the SipHash auth token (SPEC 1.2).
+//   - errors.go: the error types.
 package codec

@@ -103,4 +103,13 @@
 // first producer that reaches it (installed by compare-and-swap). An empty Ring costs one small
 // struct, so 100k quiet channels do not each hold a slot array. A ring never shrinks; Release
 // drops its messages and returns their bytes to the Budget.
+//
+// # Files
+//
+//   - ring.go: the Ring, Publish and Read (the sequence protocol below).
+//   - history.go: the shared Budget, eviction by the byte caps (Trim),
+//     Release, HistorySpan.
+//   - joins.go: stored join frames beside the slots, Join.
+//   - mark.go: Marks, which hold history back for members that have not
+//     read it.
 package ring

@@ -73,4 +73,13 @@
 // SelfSigned makes an ephemeral certificate for localhost, FileSource serves
 // --tls-cert/--tls-key and reloads them on SIGHUP, and ServerConfig builds the
 // tls.Config (TLS 1.2+, ALPN http/1.1) around any GetCertificate function.
+//
+// # Files
+//
+//   - conn.go: Conn, the handshake goroutine and the loop's side.
+//   - transport.go: the net.Conn crypto/tls reads and writes through.
+//   - hello.go: HelloComplete, whether a whole ClientHello is buffered.
+//   - certs.go: certificate sources (static, files reloaded on SIGHUP,
+//     self-signed).
+//   - errors.go: the bridge's errors and how to answer plain HTTP.
 package tlsbridge
