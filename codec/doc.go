@@ -73,6 +73,13 @@
 // and the error path does not allocate. The protocol rules come from RFC 6455;
 // each check cites its section.
 //
+// # Words
+//
+// As in server's glossary: the "header frame" is the Mles header (Header,
+// DecodeHeader, the ErrHeader errors), the upgrade request has a "header
+// block" of "header lines" (MaxHeaderBlock, ErrHeaderLine), and a WebSocket
+// frame has a "frame header" (AppendFrameHeader, FrameHeaderLen).
+//
 // # Files
 //
 //   - handshake.go: the incremental HTTP upgrade parser (UpgradeParser).

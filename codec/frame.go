@@ -425,7 +425,7 @@ func (r *FrameReader) TakeFrame() []byte {
 		return nil
 	}
 	length := len(r.buf) - MaxServerHeader
-	start := MaxServerHeader - HeaderLen(length)
+	start := MaxServerHeader - FrameHeaderLen(length)
 	putFrameHeader(r.buf[start:MaxServerHeader], r.readyOp, length)
 	frame := r.buf[start:len(r.buf):len(r.buf)]
 	r.buf = nil

@@ -87,7 +87,7 @@ feed:
 		if rerr != nil {
 			t.Fatalf("readFrame of taken frame: %v", rerr)
 		}
-		if !f.Header.Fin || f.Header.Masked || f.Header.Rsv != 0 || int(f.Header.Length) != len(frame)-HeaderLen(len(f.Payload)) {
+		if !f.Header.Fin || f.Header.Masked || f.Header.Rsv != 0 || int(f.Header.Length) != len(frame)-FrameHeaderLen(len(f.Payload)) {
 			t.Fatalf("taken frame header %+v, frame length %d", f.Header, len(frame))
 		}
 		if f.Header.OpCode != evs[frameAt[i]].Op {

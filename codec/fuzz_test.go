@@ -116,7 +116,7 @@ func FuzzDecodeHeader(f *testing.F) {
 			t.Fatalf("join %s decodes to %+v, %v", join, back, err)
 		}
 		frame := AppendJoinFrame(nil, h.UID, h.Channel)
-		if !bytes.Equal(frame[HeaderLen(len(join)):], join) {
+		if !bytes.Equal(frame[FrameHeaderLen(len(join)):], join) {
 			t.Fatalf("join frame %q", frame)
 		}
 	})

@@ -21,10 +21,11 @@ const (
 	bitsLen = 0x7F
 )
 
-// HeaderLen returns the length of the unmasked header that AppendFrameHeader
-// writes for a payload of length bytes: 2, 4 or 10 (RFC 6455 section 5.2,
-// "the minimal number of bytes MUST be used to encode the length").
-func HeaderLen(length int) int {
+// FrameHeaderLen returns the length of the unmasked frame header that
+// AppendFrameHeader writes for a payload of length bytes: 2, 4 or 10 (RFC
+// 6455 section 5.2, "the minimal number of bytes MUST be used to encode the
+// length").
+func FrameHeaderLen(length int) int {
 	switch {
 	case length <= 125:
 		return 2
@@ -45,7 +46,7 @@ func AppendFrameHeader(dst []byte, op ws.OpCode, length int) []byte {
 }
 
 // putFrameHeader writes the header for AppendFrameHeader into h, which must
-// hold HeaderLen(length) bytes, and returns the number of bytes written.
+// hold FrameHeaderLen(length) bytes, and returns the number of bytes written.
 func putFrameHeader(h []byte, op ws.OpCode, length int) int {
 	h[0] = bitFin | byte(op)&bitsOp
 	switch {

@@ -43,8 +43,8 @@ func TestAppendFrame(t *testing.T) {
 				if string(out[:3]) != "pre" {
 					t.Fatal("dst prefix lost")
 				}
-				if len(out)-3 != HeaderLen(size)+size {
-					t.Fatalf("frame length %d, want %d", len(out)-3, HeaderLen(size)+size)
+				if len(out)-3 != FrameHeaderLen(size)+size {
+					t.Fatalf("frame length %d, want %d", len(out)-3, FrameHeaderLen(size)+size)
 				}
 				f, err := readFrame(bytes.NewReader(out[3:]))
 				if err != nil {
