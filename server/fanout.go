@@ -23,11 +23,12 @@ import (
 	"github.com/mles/mles/ring"
 )
 
-// publish stores m in the channel's ring and wakes every loop that has
-// members. The publisher's own loop drains before its callback returns;
-// other loops get one Execute per burst, not one per member.
-func (ch *channel) publish(m *ring.Message, from *loop) {
-	ch.ring.Publish(m)
+// publish stores m in the channel's ring, returns its sequence and wakes
+// every loop that has members. The publisher's own loop drains before its
+// callback returns; other loops get one Execute per burst, not one per
+// member.
+func (ch *channel) publish(m *ring.Message, from *loop) uint64 {
+	seq := ch.ring.Publish(m)
 	ch.lastActive.Store(from.now)
 	for i := range ch.groups {
 		g := ch.groups[i].Load()
@@ -40,6 +41,7 @@ func (ch *channel) publish(m *ring.Message, from *loop) {
 			g.dirty.Store(false) // engine stopping
 		}
 	}
+	return seq
 }
 
 // schedule queues g for draining on this loop. The drain runs as a task
@@ -204,7 +206,7 @@ func (c *conn) drain() {
 			break // its publisher's wake brings this loop back
 		}
 		if st == ring.Lost {
-			if !c.lapped() {
+			if c.historyLost() {
 				// History evicted or overwritten while it was replayed:
 				// skip to what is still there. Nothing live is lost.
 				c.cursor = max(r.Tail(), c.cursor+1)
@@ -405,6 +407,19 @@ func (c *conn) lapped() bool {
 	}
 	rp := c.replay
 	return rp == nil || c.cursor >= rp.end || t > rp.end
+}
+
+// historyLost reports whether a Lost read at the cursor is history that
+// was evicted or overwritten while the member replayed it: the cursor is
+// inside the replayed span and nothing from the span's end on (live
+// traffic) is gone. Any other Lost is a lap. It does not ask the tail
+// whether the cursor's message is gone: a producer claims a slot before
+// it moves the tail, so for a moment a message is Lost while the tail is
+// still at or below it, and a live member that skipped it then would skip
+// messages without a close.
+func (c *conn) historyLost() bool {
+	rp := c.replay
+	return rp != nil && c.cursor < rp.end && c.ch.ring.Tail() <= rp.end
 }
 
 func (c *conn) slowConsumer(why string) {

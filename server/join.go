@@ -31,7 +31,14 @@ func (c *conn) onMessage() {
 		return
 	}
 	frame := c.fr.TakeFrame()
-	c.ch.publish(&ring.Message{Frame: frame, From: c.id}, c.l)
+	seq := c.ch.publish(&ring.Message{Frame: frame, From: c.id}, c.l)
+	if c.cursor == seq {
+		// A member that has been sent everything before its own message
+		// skips it now rather than at its next drain: a burst of its own
+		// messages longer than the ring, read in one callback, would
+		// otherwise lap it and close a member that is not slow at all.
+		c.cursor = seq + 1
+	}
 }
 
 func (c *conn) onHeader() {

@@ -225,9 +225,11 @@ func TestLappedWhilePaused(t *testing.T) {
 // the lap can close it. With two reactors the member's loop may keep up
 // with a burst, so bursts repeat until the lap.
 //
-// Each burst comes from a new publisher, closed after it: a publisher
-// whose own burst laps the ring is closed as a slow consumer too (its
-// cursor is lapped by its own messages), which this test does not judge.
+// Each burst comes from a new publisher, closed after it. The publisher
+// itself is never closed: its own messages, which it is not sent, do not
+// lap it (before, they did, and the server dropped the rest of its burst:
+// the test then saw either a broken pipe or a "gap" that was only messages
+// never published).
 func TestLappedByBurst(t *testing.T) {
 	const (
 		size   = 5 // seqPayload's smallest: an 11-byte masked frame, 7 bytes from the server
@@ -279,14 +281,17 @@ func TestLappedByBurst(t *testing.T) {
 				t.Fatalf("round %d: publish: %v", round, err)
 			}
 			sent += burst
-			// The pong, or the publisher's own close, says the server
-			// has read the burst.
+			// The pong says the server has read the whole burst.
 			for {
 				f, err := pub.nextFrame(30 * time.Second)
 				if err != nil {
-					t.Fatalf("round %d: publisher: no pong and no close: %v", round, err)
+					t.Fatalf("round %d: publisher: no pong: %v", round, err)
 				}
-				if f.Header.OpCode == ws.OpPong || f.Header.OpCode == ws.OpClose {
+				if f.Header.OpCode == ws.OpClose {
+					code, reason := ws.ParseCloseFrameData(f.Payload)
+					t.Fatalf("round %d: the publisher was closed %d %q by its own burst", round, code, reason)
+				}
+				if f.Header.OpCode == ws.OpPong {
 					break
 				}
 			}
@@ -309,9 +314,11 @@ func TestLappedByBurst(t *testing.T) {
 			t.Fatalf("lapped member (%d messages published): %v", sent, err)
 		}
 		t.Logf("lapped member: messages 0..%d of %d, then 1008 \"slow consumer\"", n-1, sent)
-		if n < before {
-			t.Fatalf("lapped member got %d messages, fewer than the %d it had before any burst", n, before)
-		}
+		// n may be below before: the server drains a member in a task
+		// that gnet may run after its next read of the publisher (the
+		// task queue is served among the socket events), so the first
+		// burst can lap the member before the first messages went out.
+		// What must hold is the above: a contiguous prefix, then 1008.
 		if n+lapRing > sent {
 			t.Fatalf("lapped member got %d of %d messages: not a ring's worth (%d) behind, so not lapped", n, sent, lapRing)
 		}
