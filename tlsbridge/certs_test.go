@@ -148,8 +148,11 @@ func TestServerConfig(t *testing.T) {
 		cc.Close()
 		t.Fatal("TLS 1.1 handshake succeeded")
 	}
-	if r := s.next(5 * time.Second); r.state != Failed {
-		t.Fatalf("server: %v", r.state)
+	// Failed, or Closed when the loop reads the client's close (after the
+	// alert) before the handshake goroutine has recorded its failure:
+	// either way never established.
+	if r := s.next(5 * time.Second); r.state != Failed && r.state != Closed {
+		t.Fatalf("server: %v, want Failed or Closed", r.state)
 	}
 }
 
