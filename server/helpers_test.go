@@ -36,8 +36,6 @@ const (
 	quickClose = 2 * time.Second
 )
 
-func serverTLSConfig(t testing.TB) *tls.Config { return testserver.ServerTLS(t) }
-
 // clientTLSConfig verifies the server against the test certificate.
 func clientTLSConfig(t testing.TB) *tls.Config { return testserver.ClientTLS(t) }
 
@@ -65,25 +63,11 @@ type testServer struct {
 	addr string
 }
 
-// baseOptions are the options every test starts from: loopback port 0,
-// two reactors, a fine timer tick, and liveness pings far away so that a
-// raw client sees no server ping unless a test asks for one.
+// baseOptions are the options every test starts from (testserver.Options)
+// with the test log.
 func baseOptions(t testing.TB, m mode) server.Options {
-	opts := server.Options{
-		Addr:             "127.0.0.1:0",
-		Reactors:         2,
-		HandshakeTimeout: 10 * time.Second,
-		HeaderTimeout:    10 * time.Second,
-		PingInterval:     time.Hour,
-		TickInterval:     50 * time.Millisecond,
-		DrainTimeout:     2 * time.Second,
-		Logger:           testLogger(),
-	}
-	if m.tls {
-		opts.TLS = serverTLSConfig(t)
-	} else {
-		opts.Plain = true
-	}
+	opts := testserver.Options(t, m.tls)
+	opts.Logger = testLogger()
 	return opts
 }
 

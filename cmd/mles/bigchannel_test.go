@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,12 +40,8 @@ func TestBigChannelBurstJoin(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	mles := mlestest.BuildBin(t, dir, "mles", "github.com/mles/mles/cmd/mles")
 	loadgen := buildLoadgen(t, dir)
-	port := mlestest.FreePort(t)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-
-	srv := mlestest.StartProc(t, mles, addr, nil, nil, "--addr", "127.0.0.1", "-p", strconv.Itoa(port), "--plain")
+	srv, addr := startLoopbackMles(t, dir, "--plain")
 
 	// The generator exits non-zero only when it could not set the run up
 	// (a member could not connect); poor delivery is in its JSON.

@@ -19,6 +19,18 @@ import (
 	"github.com/mles/mles/internal/mlestest"
 )
 
+// startLoopbackMles builds mles into dir and runs it on 127.0.0.1 at a
+// free port with args, until the test ends; it returns the process and
+// the address it listens on.
+func startLoopbackMles(t *testing.T, dir string, args ...string) (*mlestest.Proc, string) {
+	t.Helper()
+	mles := mlestest.BuildBin(t, dir, "mles", "github.com/mles/mles/cmd/mles")
+	port := mlestest.FreePort(t)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	argv := append([]string{"--addr", "127.0.0.1", "-p", strconv.Itoa(port)}, args...)
+	return mlestest.StartProc(t, mles, addr, nil, nil, argv...), addr
+}
+
 // TestSilentTLSConnections: 3,000 TCP connections to the TLS port that
 // never send a byte cost the server under 4 KiB of RSS each, measured as
 // the idle benchmark does (VmRSS after the connections minus before,
@@ -30,12 +42,8 @@ func TestSilentTLSConnections(t *testing.T) {
 		t.Skip("builds the binary and opens 3,000 connections")
 	}
 	const silent = 3000
-	mles := mlestest.BuildBin(t, t.TempDir(), "mles", "github.com/mles/mles/cmd/mles")
-	port := mlestest.FreePort(t)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	// Long timeouts: the connections must still be there when RSS is read.
-	srv := mlestest.StartProc(t, mles, addr, nil, nil, "--addr", "127.0.0.1", "-p", strconv.Itoa(port),
-		"--handshake-timeout", "2m", "--hello-timeout", "2m")
+	srv, addr := startLoopbackMles(t, t.TempDir(), "--handshake-timeout", "2m", "--hello-timeout", "2m")
 	pid := srv.Cmd.Process.Pid
 
 	// Warm the server up (certificate, first handshake, first channel)
@@ -106,10 +114,7 @@ func TestHandshakeSlotHolders(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	const holders = 12
-	mles := mlestest.BuildBin(t, t.TempDir(), "mles", "github.com/mles/mles/cmd/mles")
-	port := mlestest.FreePort(t)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	mlestest.StartProc(t, mles, addr, nil, nil, "--addr", "127.0.0.1", "-p", strconv.Itoa(port), "--max-handshakes", "4")
+	_, addr := startLoopbackMles(t, t.TempDir(), "--max-handshakes", "4")
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup

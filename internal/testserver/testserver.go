@@ -17,6 +17,28 @@ import (
 	"github.com/mles/mles/tlsbridge"
 )
 
+// Options are the options tests start a server from: loopback port 0, two
+// reactors, a fine timer tick, liveness pings far away (so a raw client
+// sees no server ping it did not ask for), handshake and header timeouts
+// long enough for a busy machine, and TLS with ServerTLS or plain.
+func Options(tb testing.TB, useTLS bool) server.Options {
+	opts := server.Options{
+		Addr:             "127.0.0.1:0",
+		Reactors:         2,
+		HandshakeTimeout: 10 * time.Second,
+		HeaderTimeout:    10 * time.Second,
+		PingInterval:     time.Hour,
+		TickInterval:     50 * time.Millisecond,
+		DrainTimeout:     2 * time.Second,
+	}
+	if useTLS {
+		opts.TLS = ServerTLS(tb)
+	} else {
+		opts.Plain = true
+	}
+	return opts
+}
+
 // Start creates and starts a server on opts and shuts it down, with a 10 s
 // bound, when the test ends.
 func Start(tb testing.TB, opts server.Options) *server.Server {

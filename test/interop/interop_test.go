@@ -67,24 +67,10 @@ func logger() *slog.Logger {
 // down when the test ends. It returns the server and its WebSocket URL.
 func startServer(t *testing.T, m mode) (*server.Server, string) {
 	t.Helper()
-	opts := server.Options{
-		Addr:             "127.0.0.1:0",
-		Reactors:         2,
-		HandshakeTimeout: 10 * time.Second,
-		HeaderTimeout:    10 * time.Second,
-		// Far away: the clients see no server ping they did not ask for.
-		PingInterval: time.Hour,
-		TickInterval: 50 * time.Millisecond,
-		DrainTimeout: 2 * time.Second,
-		MaxMessage:   maxMessage,
-		History:      100,
-		Logger:       logger(),
-	}
-	if m.tls {
-		opts.TLS = testserver.ServerTLS(t)
-	} else {
-		opts.Plain = true
-	}
+	opts := testserver.Options(t, m.tls)
+	opts.MaxMessage = maxMessage
+	opts.History = 100
+	opts.Logger = logger()
 	s := testserver.Start(t, opts)
 	scheme := "ws"
 	if m.tls {
