@@ -32,10 +32,13 @@ func TestIdleChannelSweep(t *testing.T) {
 	bob := ts.join(t, "bob", "gone")
 	expectJoinFrame(t, bob.mustRecv(t), "alice", "gone")
 	bob.expectMsg(t, ws.OpText, "stored")
+	// The channel's idle time starts when bob leaves, which is after this
+	// instant: measured from here, the drop can never seem early (measured
+	// from when the test saw the leave, it did by a poll interval).
+	left := time.Now()
 	_ = bob.Close()
 	ts.waitMembers(t, 1)
 
-	left := time.Now()
 	poll.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if got := ts.Stats().Channels; got != 1 {
 			return fmt.Errorf("Channels = %d, want 1", got)
