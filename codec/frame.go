@@ -413,23 +413,34 @@ func (r *FrameReader) Message() (op ws.OpCode, payload []byte) {
 	return r.readyOp, r.buf[MaxServerHeader:]
 }
 
-// TakeFrame turns the message reported by the last EventMessage into an
+// Frame turns the message reported by the last EventMessage into an
 // unmasked, unfragmented server frame (FIN, same opcode, minimal length
-// encoding) by writing its header into the headroom in front of the payload,
-// and returns that frame. The frame's memory now belongs to the caller: the
-// reader never touches it again and starts a fresh buffer for the next
-// message, so the frame may be shared (a channel ring) for as long as needed.
-// Without a message it returns nil.
-func (r *FrameReader) TakeFrame() []byte {
+// encoding) by writing its header into the headroom in front of the
+// payload, and returns that frame. The frame still belongs to the reader:
+// it is valid until the next call to Next, TakeFrame, ReleaseMessage,
+// Release or Reset, so a caller that keeps it copies it first (and may then
+// call ReleaseMessage, so the buffer serves the next message). Without a
+// message it returns nil.
+func (r *FrameReader) Frame() []byte {
 	if !r.ready {
 		return nil
 	}
 	length := len(r.buf) - MaxServerHeader
 	start := MaxServerHeader - FrameHeaderLen(length)
 	putFrameHeader(r.buf[start:MaxServerHeader], r.readyOp, length)
-	frame := r.buf[start:len(r.buf):len(r.buf)]
-	r.buf = nil
-	r.ready = false
+	return r.buf[start:len(r.buf):len(r.buf)]
+}
+
+// TakeFrame is Frame with the memory handed over: the frame now belongs to
+// the caller, the reader never touches it again and starts a fresh buffer
+// for the next message, so the frame may be shared (a channel ring) for as
+// long as needed, without a copy. Without a message it returns nil.
+func (r *FrameReader) TakeFrame() []byte {
+	frame := r.Frame()
+	if frame != nil {
+		r.buf = nil
+		r.ready = false
+	}
 	return frame
 }
 
@@ -448,6 +459,15 @@ func (r *FrameReader) ReleaseMessage() {
 		return
 	}
 	r.buf = r.buf[:0]
+}
+
+// Shrink frees the message buffer kept for the next message, unless a
+// message is being read or waits to be taken: a connection between
+// messages then holds no buffer. The server calls it on quiet members.
+func (r *FrameReader) Shrink() {
+	if !r.ready && r.msgOp == 0 {
+		r.buf = nil
+	}
 }
 
 // Control returns the payload of the control frame reported by the last

@@ -505,8 +505,12 @@ func TestFrameReaderTakeFrame(t *testing.T) {
 			if err != nil || ev != EventMessage || n != len(in) {
 				t.Fatalf("Next = %v, %d, %v", ev, n, err)
 			}
+			lent := bytes.Clone(r.Frame())
 			frame := r.TakeFrame()
 			want := AppendFrame(nil, ws.OpBinary, payload)
+			if !bytes.Equal(lent, want) {
+				t.Fatalf("Frame differs from AppendFrame (len %d vs %d)", len(lent), len(want))
+			}
 			if !bytes.Equal(frame, want) {
 				t.Fatalf("TakeFrame differs from AppendFrame (len %d vs %d)", len(frame), len(want))
 			}
@@ -586,6 +590,66 @@ func TestFrameReaderReleaseShrinks(t *testing.T) {
 	r.Release()
 	if r.buf != nil || r.MaxMessage != 7 {
 		t.Fatalf("Release kept buffer %v or lost MaxMessage %d", r.buf != nil, r.MaxMessage)
+	}
+}
+
+// TestFrameReaderFrameShrink: Frame lends the frame and the buffer serves
+// the next message after ReleaseMessage (no allocation per message); Shrink
+// frees it between messages, but never a message being read (split across
+// calls, one byte at a time, or fragmented) or one waiting to be taken.
+func TestFrameReaderFrameShrink(t *testing.T) {
+	var r FrameReader
+	in := clientFrame(true, ws.OpBinary, text(200))
+	want := AppendFrame(nil, ws.OpBinary, text(200))
+	allocs := testing.AllocsPerRun(100, func() {
+		if ev, _, err := r.Next(in); err != nil || ev != EventMessage {
+			t.Fatalf("Next = %v, %v", ev, err)
+		}
+		if !bytes.Equal(r.Frame(), want) {
+			t.Fatal("Frame differs from AppendFrame")
+		}
+		r.ReleaseMessage()
+	})
+	if allocs != 0 {
+		t.Fatalf("Frame and ReleaseMessage: %v allocs per message, want 0", allocs)
+	}
+	r.Shrink()
+	if r.buf != nil {
+		t.Fatalf("Shrink between messages kept a buffer of cap %d", cap(r.buf))
+	}
+
+	// Not while a message waits to be taken.
+	if ev, _, _ := r.Next(in); ev != EventMessage {
+		t.Fatalf("Next = %v", ev)
+	}
+	r.Shrink()
+	if !bytes.Equal(r.Frame(), want) {
+		t.Fatal("Shrink dropped a message waiting to be taken")
+	}
+	r.ReleaseMessage()
+
+	// Not in the middle of a message: byte by byte, and fragmented.
+	frag := concat(clientFrame(false, ws.OpBinary, text(200)[:50]), clientFrame(true, ws.OpContinuation, text(200)[50:]))
+	for _, stream := range [][]byte{in, frag} {
+		got := 0
+		for i := 0; i < len(stream); {
+			ev, n, err := r.Next(stream[i : i+1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			i += n
+			if ev == EventMessage {
+				if !bytes.Equal(r.Frame(), want) {
+					t.Fatal("a message shrunk while it was read differs")
+				}
+				r.ReleaseMessage()
+				got++
+			}
+			r.Shrink()
+		}
+		if got != 1 {
+			t.Fatalf("%d messages, want 1", got)
+		}
 	}
 }
 

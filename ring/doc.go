@@ -106,6 +106,8 @@
 //
 // # Files
 //
+//   - message.go: Message, and NewMessage, which allocates a small one
+//     together with its frame.
 //   - ring.go: the Ring, Publish and Read (the sequence protocol below).
 //   - history.go: the shared Budget, eviction by the byte caps (Trim),
 //     Release, HistorySpan.

@@ -6,17 +6,6 @@ import (
 	"sync/atomic"
 )
 
-// Message is one published WebSocket message, immutable once published and shared by all
-// readers. The ring tells publications apart by sequence, never by pointer, so publishing the
-// same Message twice is safe (benchmarks do); modifying one that a cursor can reach is not.
-type Message struct {
-	// Frame is the complete server-to-client frame (header and payload). It is never modified
-	// after Publish; readers may hand it to a write until that write completes.
-	Frame []byte
-	// From is the publisher's connection id; readers skip their own messages.
-	From uint64
-}
-
 // Status says what Read found at a sequence.
 type Status uint8
 
