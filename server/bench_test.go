@@ -6,12 +6,19 @@ package server_test
 // drains it to every subscriber with one write per batch, and raw TCP
 // subscribers count what arrives. Clients allocate nothing in the timed
 // loop, so the process-wide allocation count is the server's.
+//
+// The clients share the process (and its 2 cores here) with the server, so
+// ns/op is the whole system's. The server's own cost is loop-ns/delivery:
+// the CPU time of the event loops' threads (each pinned to its thread with
+// LockOSThread, read from /proc/self/task/TID/schedstat) per delivered
+// message, user and system time, writes included.
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -92,6 +99,7 @@ type fanoutFixture struct {
 	frameN int    // bytes of one masked frame
 
 	before, after runtime.MemStats
+	threads       []int // the event loops' OS threads
 }
 
 // newFanoutFixture starts a plain server, joins subs raw subscribers and
@@ -101,6 +109,7 @@ func newFanoutFixture(b *testing.B, reactors, subs int) (*fanoutFixture, error) 
 	opts.Reactors = reactors
 	opts.RingSize = benchRing
 	opts.HeaderTimeout = time.Minute
+	opts.LockOSThread = true // loop-ns/delivery reads the loops' threads
 	s, err := server.New(opts)
 	if err != nil {
 		return nil, err
@@ -158,6 +167,10 @@ func newFanoutFixture(b *testing.B, reactors, subs int) (*fanoutFixture, error) 
 		time.Sleep(5 * time.Millisecond)
 	}
 
+	f.threads = s.LoopThreads()
+	if len(f.threads) != reactors {
+		return f, fmt.Errorf("%d loops with connections, want %d", len(f.threads), reactors)
+	}
 	for i, c := range f.subs {
 		f.readWG.Add(1)
 		go f.read(c, &f.counts[i].n)
@@ -317,6 +330,10 @@ func (f *fanoutFixture) run(b *testing.B) {
 	b.ReportAllocs()
 	runtime.GC()
 	runtime.ReadMemStats(&f.before)
+	cpu0, err := f.loopCPU()
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.ResetTimer()
 
 	sent := 0
@@ -337,6 +354,10 @@ func (f *fanoutFixture) run(b *testing.B) {
 	}
 
 	b.StopTimer()
+	cpu1, err := f.loopCPU()
+	if err != nil {
+		b.Fatal(err)
+	}
 	runtime.ReadMemStats(&f.after)
 	deliveries := int64(b.N) * subs
 	if got := f.sumCount() - base*subs; got != deliveries {
@@ -345,6 +366,26 @@ func (f *fanoutFixture) run(b *testing.B) {
 	fanoutSink += deliveries
 	b.ReportMetric(float64(deliveries)/b.Elapsed().Seconds(), "deliveries/s")
 	b.ReportMetric(float64(f.after.Mallocs-f.before.Mallocs)/float64(deliveries), "allocs/delivery")
+	b.ReportMetric(float64(cpu1-cpu0)/float64(deliveries), "loop-ns/delivery")
+}
+
+// loopCPU returns the CPU time the event loops' threads have used, in
+// nanoseconds (the first field of schedstat: time on a CPU, user and
+// system).
+func (f *fanoutFixture) loopCPU() (int64, error) {
+	var sum int64
+	for _, tid := range f.threads {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/schedstat", tid))
+		if err != nil {
+			return 0, err
+		}
+		var ns int64
+		if _, err := fmt.Sscan(string(b), &ns); err != nil {
+			return 0, fmt.Errorf("schedstat of thread %d: %q: %w", tid, b, err)
+		}
+		sum += ns
+	}
+	return sum, nil
 }
 
 // close disconnects every client, stops the readers and shuts the server down.

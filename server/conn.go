@@ -36,7 +36,8 @@ var errStop = errors.New("server: connection closing")
 
 // conn is one client connection. Every field is owned by the event loop l,
 // which is the only goroutine that touches it after OnOpen. Every connection
-// has one, so the small fields are packed together (320 bytes on amd64).
+// has one, so the small fields are packed together (336 bytes on amd64,
+// in the allocator's 352-byte class).
 type conn struct {
 	s  *Server
 	l  *loop
@@ -67,6 +68,7 @@ type conn struct {
 	grpIdx   int32
 	pings    int32   // pings sent since the last inbound bytes
 	cursor   uint64  // next ring sequence to deliver
+	pubEnd   uint64  // the sequence after the member's last message; 0 if none
 	replay   *replay // stored joins still to deliver; nil once the history is out
 	pausedAt int64   // when the member went above MaxPending; 0 when not paused
 	nextPing int64
@@ -272,6 +274,7 @@ func (c *conn) sweep() {
 		if c.tls != nil {
 			c.tls.Shrink() // an idle member keeps no empty bridge buffers
 		}
+		c.fr.Shrink() // nor a message buffer kept from its last message
 		if c.pausedAt != 0 || c.flags&fShutdown != 0 {
 			c.resume() // the waiting list's backstop
 			if c.state != stJoined {

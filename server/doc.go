@@ -12,10 +12,15 @@
 //
 // Fan-out: a published message is stored once in the channel's ring. Each
 // event loop keeps its members of a channel in a group; a publish marks
-// each group dirty and wakes its loop once per burst, and the loop drains
-// every member of the group from its cursor to the head with one write
-// (small frames copied into one batch buffer, a write in plain mode and one
-// tls.Conn.Write in TLS mode; see conn.drain for why not writev). A member whose
+// each group dirty and wakes its loop once per burst (another loop through
+// its inbox, one wake for all the groups posted to it meanwhile), and the
+// loop drains every member of the group from its cursor to the head with
+// one write: the members at the group's common cursor share one batch of
+// small frames, copied from the ring once per drain, the others get their
+// own (a write in plain mode and one tls.Conn.Write in TLS mode; see
+// conn.drain for why not writev). A publishing loop drains its own groups
+// every half ring, so a burst read in one poll round cannot lap members
+// that keep up. A member whose
 // unsent bytes pass Options.MaxPending is paused (the ring is its queue) and
 // closed as a slow consumer when the ring laps it or the grace period ends.
 // A large frame goes out in slices of the ring's shared frame while the

@@ -1,8 +1,61 @@
 package server
 
-import "time"
+import (
+	"context"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
 
 // SweepIdleChannels runs the idle-channel sweep at once with the given
 // cutoff, as the ticker does every ChannelIdle/2 at most once a minute; for
 // the end-to-end tests (package server_test), which cannot wait that long.
 func (s *Server) SweepIdleChannels(cutoff time.Time) { s.reg.sweepIdle(cutoff.UnixNano()) }
+
+// LoopThreads returns the OS thread id of each event loop that has had a
+// connection. The ids stay valid only with Options.LockOSThread, which
+// pins each loop to its thread; BenchmarkFanout reads the loops' CPU time
+// from them.
+func (s *Server) LoopThreads() []int {
+	loops := *s.loops.Load()
+	ids := make([]int, len(loops))
+	var wg sync.WaitGroup
+	for i, l := range loops {
+		wg.Add(1)
+		err := l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			ids[i] = syscall.Gettid()
+			wg.Done()
+			return nil
+		}))
+		if err != nil {
+			wg.Done()
+		}
+	}
+	wg.Wait()
+	return ids
+}
+
+// HoldLoops stops every event loop that has had a connection in a task
+// until release is called, so that a test can make several clients' bytes
+// arrive before the loops read any of them: the loops then read them all
+// in one poll round, as a busy server does.
+func (s *Server) HoldLoops() (release func()) {
+	loops := *s.loops.Load()
+	held, done := make(chan struct{}, len(loops)), make(chan struct{})
+	for _, l := range loops {
+		err := l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			held <- struct{}{}
+			<-done
+			return nil
+		}))
+		if err != nil {
+			held <- struct{}{}
+		}
+	}
+	for range loops {
+		<-held
+	}
+	return func() { close(done) }
+}

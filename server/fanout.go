@@ -3,45 +3,86 @@ package server
 // Fan-out, read top to bottom from a publish to the write: a member's
 // message goes into its channel's ring once (channel.publish); each loop
 // with members of the channel gets its group scheduled once per burst
-// (loop.schedule, loop.runPending); a group drains each of its members
-// (group.drain), and a member's drain (conn.drain) takes frames from its
-// cursor to the ring's head into one write, small frames copied into the
-// loop's batch buffer and large ones sent in slices of the ring's shared
-// frame. A member whose output passes MaxPending is paused and waits on
-// its loop's waiting list (loop.wait, loop.pump); one whose unread messages
-// the ring lost is closed as a slow consumer (conn.lapped).
+// (loop.schedule on the publisher's loop, loop.post into another loop's
+// inbox; loop.runPending); a group drains its members (group.drain): those
+// at the group's common cursor get one shared batch (group.share), and a
+// member's own drain (conn.drain) takes frames from its cursor to the
+// ring's head into one write, small frames copied into the loop's batch
+// buffer and large ones sent in slices of the ring's shared frame. A
+// member whose output passes MaxPending is paused and waits on its loop's
+// waiting list (loop.wait and loop.pump, in loop.go); one whose unread
+// messages the ring lost is closed as a slow consumer (conn.lapped).
 
 import (
 	"context"
 	"sync/atomic"
-	"time"
 
 	"github.com/gobwas/ws"
-	"github.com/panjf2000/gnet/v2"
 
 	"github.com/mles/mles/codec"
 	"github.com/mles/mles/ring"
 )
 
 // publish stores m in the channel's ring, returns its sequence and wakes
-// every loop that has members. The publisher's own loop drains before its
-// callback returns; other loops get one Execute per burst, not one per
-// member.
+// every loop that has members. The publisher's own loop drains after the
+// poll round (or at once, every half ring); other loops get their group
+// posted once per burst, not once per member.
 func (ch *channel) publish(m *ring.Message, from *loop) uint64 {
 	seq := ch.ring.Publish(m)
 	ch.lastActive.Store(from.now)
 	for i := range ch.groups {
 		g := ch.groups[i].Load()
-		if g == nil || g.n.Load() == 0 || !g.dirty.CompareAndSwap(false, true) {
+		if g == nil || g.n.Load() == 0 {
+			continue
+		}
+		if g.l == from && seq >= g.next+uint64(ch.ring.Size()/2) {
+			// This round's publishes on this loop alone (several
+			// publishers, each read in one callback) would soon lap
+			// members that keep up: drain them now, not after the round.
+			g.drain()
+			continue
+		}
+		if !g.dirty.CompareAndSwap(false, true) {
 			continue
 		}
 		if g.l == from {
 			from.schedule(g)
-		} else if err := g.l.el.Execute(context.Background(), g.run); err != nil {
-			g.dirty.Store(false) // engine stopping
+		} else {
+			g.l.post(g)
 		}
 	}
 	return seq
+}
+
+// post hands g to its loop from another loop: g goes into the loop's
+// inbox, and the loop is woken once for whatever its inbox collects until
+// it runs, however many channels publish to it meanwhile. (gnet's Execute
+// allocates a closure per call; this makes that one per wake of a loop,
+// not one per channel and burst.)
+func (l *loop) post(g *group) {
+	l.inboxMu.Lock()
+	l.inbox = append(l.inbox, g)
+	l.inboxMu.Unlock()
+	if !l.woken.CompareAndSwap(false, true) {
+		return // a wake is on its way and will find g
+	}
+	if err := l.el.Execute(context.Background(), l.inboxRun); err != nil {
+		// Engine stopping: nothing will drain; let a later publish retry.
+		l.woken.Store(false)
+		g.dirty.Store(false)
+	}
+}
+
+// takeInbox moves the groups posted by other loops to the pending list.
+// woken is cleared first: a post after that wakes the loop again, and one
+// before is in the inbox taken here.
+func (l *loop) takeInbox() {
+	l.woken.Store(false)
+	l.inboxMu.Lock()
+	l.pending = append(l.pending, l.inbox...)
+	clear(l.inbox)
+	l.inbox = l.inbox[:0]
+	l.inboxMu.Unlock()
 }
 
 // schedule queues g for draining on this loop. The drain runs as a task
@@ -86,7 +127,9 @@ type group struct {
 	mark *ring.Mark
 
 	subs []*conn // owned by l
-	run  gnet.RunnableFunc
+	// next is the cursor most members are at: the highest cursor after
+	// the last drain. Members there share one batch (group.drain).
+	next uint64
 }
 
 // groupFor returns loop l's group of ch, creating it. Only l calls it for
@@ -96,12 +139,6 @@ func (ch *channel) groupFor(l *loop) *group {
 		return g
 	}
 	g := &group{ch: ch, l: l, mark: ch.ring.NewMark()}
-	g.run = func(context.Context) error {
-		g.l.tick()
-		g.drain()
-		g.l.runPending()
-		return nil
-	}
 	ch.groups[l.idx].Store(g)
 	return g
 }
@@ -128,24 +165,77 @@ func (g *group) remove(c *conn) {
 
 // drain delivers everything new in the ring to each member of the group.
 // The dirty flag is cleared before reading, so a publish that lands during the
-// drain marks the group again and nothing is missed. Then it raises the
-// group's mark to the lowest cursor and lets the ring trim what every
-// member has read, should a byte cap be exceeded.
+// drain marks the group again and nothing is missed. Members at the group's
+// common cursor (g.next) share one batch, read from the ring and copied
+// once per drain instead of once per member (share); the others, and
+// whatever follows the shared batch, drain on their own (conn.drain). Then
+// it raises the group's mark to the lowest cursor and lets the ring trim
+// what every member has read, should a byte cap be exceeded.
 func (g *group) drain() {
 	g.dirty.Store(false)
 	l := g.l
 	subs := append(l.subs[:0], g.subs...) // drains may close, and closing edits g.subs
-	low := uint64(ring.NoMark)
+	head := g.ch.ring.Head()
+	var (
+		shared []byte
+		end    uint64
+		built  bool
+	)
+	low, high := uint64(ring.NoMark), g.next
 	for _, c := range subs {
-		c.drain()
+		if c.sharesFrom(g.next) {
+			if !built {
+				shared, end = g.share(head)
+				built = true
+			}
+			if len(shared) > 0 && !c.outputFull() {
+				c.pausedAt = 0
+				c.writeOut(shared)
+				c.cursor = end
+			}
+		}
+		if c.cursor < head || c.flags&fShutdown != 0 {
+			c.drain()
+		}
 		if c.grp == g {
 			low = min(low, c.cursor)
+			high = max(high, c.cursor)
 		}
 	}
 	clear(subs)
 	l.subs = subs[:0]
+	l.shared = shared[:0]
+	g.next = high // where the members that kept up are
 	g.mark.Set(low)
 	g.ch.ring.Trim()
+}
+
+// sharesFrom reports whether the member can take the group's shared batch
+// from sequence from: a joined member at that cursor with nothing of its
+// own in progress (a frame in slices, a history replay), that has published
+// nothing from there on (the shared batch holds every member's frames, and
+// a member never gets its own).
+func (c *conn) sharesFrom(from uint64) bool {
+	return c.cursor == from && c.state == stJoined && !c.dead &&
+		c.part == nil && c.replay == nil && c.pubEnd <= from
+}
+
+// share copies the frames from the group's common cursor towards head into
+// the loop's shared buffer, once per drain: up to the first message not
+// ready, lost or large (those are for conn.drain), within one batch that
+// fits a TLS write too. It returns the frames and the sequence after them.
+func (g *group) share(head uint64) ([]byte, uint64) {
+	r, b := g.ch.ring, g.l.shared[:0]
+	limit := batchMax - tlsOverhead
+	seq := g.next
+	for ; seq < head; seq++ {
+		m, st := r.Read(seq)
+		if st != ring.Ready || len(m.Frame) >= copyMax || len(b)+len(m.Frame) > limit {
+			break
+		}
+		b = append(b, m.Frame...)
+	}
+	return b, seq
 }
 
 // batchMax bounds one member's batch, so one huge backlog is written in
@@ -360,41 +450,6 @@ func (c *conn) resume() {
 	case stClosing:
 		c.finishClose()
 	}
-}
-
-// wait puts c on the waiting list, once, and arms the pump.
-func (l *loop) wait(c *conn) {
-	if c.flags&fWaiting != 0 {
-		return
-	}
-	c.flags |= fWaiting
-	l.waiting = append(l.waiting, c)
-	if l.pumpArmd {
-		return
-	}
-	l.pumpArmd = true
-	if l.pumpT == nil {
-		el, run := l.el, l.pumpRun
-		l.pumpT = time.AfterFunc(pumpInterval, func() {
-			_ = el.Execute(context.Background(), run)
-		})
-		return
-	}
-	l.pumpT.Reset(pumpInterval)
-}
-
-// pump resumes every waiting connection; those still waiting put
-// themselves back on the list.
-func (l *loop) pump() {
-	l.pumpArmd = false
-	ws := l.waiting
-	l.waiting = l.spare[:0]
-	for _, c := range ws {
-		c.flags &^= fWaiting
-		c.resume()
-	}
-	clear(ws)
-	l.spare = ws[:0]
 }
 
 // lapped reports whether messages the member has not read yet are gone

@@ -30,8 +30,18 @@ func (c *conn) onMessage() {
 		c.onHeader()
 		return
 	}
-	frame := c.fr.TakeFrame()
-	seq := c.ch.publish(&ring.Message{Frame: frame, From: c.id}, c.l)
+	// A small frame is copied into a message allocated with it, and the
+	// reader keeps its buffer for the next one: one allocation. A larger
+	// one is handed over without a copy.
+	var m *ring.Message
+	if frame := c.fr.Frame(); len(frame) <= ring.InlineMax {
+		m = ring.NewMessage(frame, c.id)
+		c.fr.ReleaseMessage()
+	} else {
+		m = &ring.Message{Frame: c.fr.TakeFrame(), From: c.id}
+	}
+	seq := c.ch.publish(m, c.l)
+	c.pubEnd = seq + 1
 	if c.cursor == seq {
 		// A member that has been sent everything before its own message
 		// skips it now rather than at its next drain: a burst of its own

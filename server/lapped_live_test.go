@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -216,14 +217,16 @@ func TestLappedWhilePaused(t *testing.T) {
 	})
 }
 
-// TestLappedByBurst: a publisher writes thousands of 7-byte messages
-// at once (several rings' worth in one read, and in one TLS record), so
-// the member's drain, which with one reactor runs after the publisher's
-// callback, finds its next message overwritten. It has read nothing of the
-// burst: it gets the messages before it, then 1008 "slow consumer".
-// SlowGrace is ten minutes and MaxPending the default 4 MiB: nothing but
-// the lap can close it. With two reactors the member's loop may keep up
-// with a burst, so bursts repeat until the lap.
+// TestLappedByBurst: a publisher on one loop writes thousands of 7-byte
+// messages at once (several rings' worth in one read, and in one TLS
+// record), while the member is on the other loop, whose drain runs when
+// that loop gets to it: when it finds its next message overwritten, the
+// member gets the messages before it, then 1008 "slow consumer". SlowGrace
+// is ten minutes and MaxPending the default 4 MiB: nothing but the lap can
+// close it. The member's loop may keep up with a burst, so bursts repeat
+// until the lap. (On one loop a burst no longer laps a member whose output
+// has room: its publisher's loop drains the group every half ring,
+// TestRoundBurstNoLap.)
 //
 // Each burst comes from a new publisher, closed after it. The publisher
 // itself is never closed: its own messages, which it is not sent, do not
@@ -237,9 +240,9 @@ func TestLappedByBurst(t *testing.T) {
 		burst  = 4 * lapRing
 		rounds = 50
 	)
-	forModesReactors(t, func(t *testing.T, m mode, reactors int) {
+	forModes(t, func(t *testing.T, m mode) {
 		ts := startServer(t, m, func(o *server.Options) {
-			o.Reactors = reactors
+			o.Reactors = 2
 			o.History = 1
 			o.SlowGrace = 10 * time.Minute // only a lap may close the member
 			o.CloseLinger = 30 * time.Second
@@ -321,6 +324,90 @@ func TestLappedByBurst(t *testing.T) {
 		// What must hold is the above: a contiguous prefix, then 1008.
 		if n+lapRing > sent {
 			t.Fatalf("lapped member got %d of %d messages: not a ring's worth (%d) behind, so not lapped", n, sent, lapRing)
+		}
+	})
+}
+
+// TestRoundBurstNoLap: several publishers on one loop whose bytes all
+// arrive before the loop reads any (the loop is held meanwhile), together
+// more than a ring's worth. Each is read in its own callback of one poll
+// round; the members' drain must not wait for the round's end, when the
+// first messages would be gone: readers that keep up get every message,
+// and nobody is closed.
+func TestRoundBurstNoLap(t *testing.T) {
+	forModes(t, func(t *testing.T, m mode) {
+		const (
+			publishers = 4
+			perPub     = 400 // 1,600 in one round, ring of 1,024
+			readers    = 3
+		)
+		ts := startServer(t, m, func(o *server.Options) {
+			o.Reactors = 1
+			o.History = 1
+		})
+		var pubs, subs []*rawClient
+		for i := range publishers {
+			c := ts.join(t, fmt.Sprintf("p%d", i), "round")
+			t.Cleanup(func() { c.Close() })
+			pubs = append(pubs, c)
+		}
+		for i := range readers {
+			c := ts.join(t, fmt.Sprintf("r%d", i), "round")
+			t.Cleanup(func() { c.Close() })
+			subs = append(subs, c)
+		}
+		ts.waitMembers(t, publishers+readers)
+		errs := make(chan error, readers+publishers)
+		var wg sync.WaitGroup
+		for i, c := range subs {
+			wg.Go(func() {
+				next := make([]uint32, publishers)
+				for got := range publishers * perPub {
+					msg, err := c.recvData(shortWait)
+					if err != nil {
+						errs <- fmt.Errorf("reader %d after %d messages: %v", i, got, err)
+						return
+					}
+					pub, seq, ok := parseSeq(msg.data)
+					if !ok || int(pub) >= publishers || seq != next[pub] {
+						errs <- fmt.Errorf("reader %d: message %d of publisher %d, want %d", i, seq, pub, next[pub])
+						return
+					}
+					next[pub]++
+				}
+			})
+		}
+		// The publishers read what the others send, or their output would
+		// pile up; only that nothing breaks matters for them.
+		for _, c := range pubs {
+			wg.Go(func() {
+				for range (publishers - 1) * perPub {
+					if _, err := c.recvData(shortWait); err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		release := ts.HoldLoops()
+		for p, c := range pubs {
+			batch := make([][]byte, perPub)
+			for s := range batch {
+				batch[s] = seqPayload(byte(p), uint32(s), 16)
+			}
+			if err := c.sendBatch(ws.OpBinary, batch); err != nil {
+				release()
+				t.Fatal(err)
+			}
+		}
+		release()
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		if got := ts.Stats().SlowConsumers; got != 0 {
+			t.Errorf("%d slow-consumer closes, want 0", got)
 		}
 	})
 }

@@ -2,13 +2,16 @@ package server
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
 )
 
 // loop is the server's state for one gnet event loop. Every field is owned by
-// that loop's goroutine, except idx and el, which are immutable.
+// that loop's goroutine, except idx and el, which are immutable, and the
+// inbox, which other loops post to.
 type loop struct {
 	s   *Server
 	idx int
@@ -20,10 +23,18 @@ type loop struct {
 
 	// Scratch buffers reused by every connection of the loop; none survives
 	// a callback.
-	batch []byte  // frames of one member's batch, written at once
-	out   []byte  // a response or control frame to send
-	plain []byte  // plaintext out of the TLS bridge
-	subs  []*conn // snapshot of a group's members while draining it
+	batch  []byte  // frames of one member's batch, written at once
+	shared []byte  // frames of a group's batch shared by its members at one cursor
+	out    []byte  // a response or control frame to send
+	plain  []byte  // plaintext out of the TLS bridge
+	subs   []*conn // snapshot of a group's members while draining it
+
+	// Groups posted by other loops (loop.post), drained by inboxRun. The
+	// only fields other loops touch, under inboxMu and woken.
+	inboxMu  sync.Mutex
+	inbox    []*group
+	woken    atomic.Bool // inboxRun is queued and has not taken the inbox yet
+	inboxRun gnet.RunnableFunc
 
 	sweepRun gnet.RunnableFunc
 	flushRun gnet.RunnableFunc
@@ -62,6 +73,12 @@ func newLoop(s *Server, idx int, el gnet.EventLoop) *loop {
 		l.runPending()
 		return nil
 	}
+	l.inboxRun = func(context.Context) error {
+		l.tick()
+		l.takeInbox()
+		l.runPending()
+		return nil
+	}
 	l.pumpRun = func(context.Context) error {
 		l.tick()
 		l.pump()
@@ -93,6 +110,7 @@ func (l *loop) sweep() {
 // One that cannot keep up by Server.shutdownData gets 1008 instead.
 func (l *loop) closeAll() {
 	l.tick()
+	l.takeInbox()
 	l.runPending()
 	for c := range l.conns {
 		if c.state == stJoined {
@@ -110,7 +128,45 @@ func (l *loop) trimScratch() {
 	if cap(l.batch) > scratchKeep {
 		l.batch = nil
 	}
+	if cap(l.shared) > scratchKeep {
+		l.shared = nil
+	}
 	if cap(l.out) > scratchKeep {
 		l.out = nil
 	}
+}
+
+// wait puts c on the waiting list, once, and arms the pump.
+func (l *loop) wait(c *conn) {
+	if c.flags&fWaiting != 0 {
+		return
+	}
+	c.flags |= fWaiting
+	l.waiting = append(l.waiting, c)
+	if l.pumpArmd {
+		return
+	}
+	l.pumpArmd = true
+	if l.pumpT == nil {
+		el, run := l.el, l.pumpRun
+		l.pumpT = time.AfterFunc(pumpInterval, func() {
+			_ = el.Execute(context.Background(), run)
+		})
+		return
+	}
+	l.pumpT.Reset(pumpInterval)
+}
+
+// pump resumes every waiting connection; those still waiting put
+// themselves back on the list.
+func (l *loop) pump() {
+	l.pumpArmd = false
+	ws := l.waiting
+	l.waiting = l.spare[:0]
+	for _, c := range ws {
+		c.flags &^= fWaiting
+		c.resume()
+	}
+	clear(ws)
+	l.spare = ws[:0]
 }
