@@ -61,6 +61,28 @@ func BenchmarkFrameReaderTakeFrame(b *testing.B) {
 	}
 }
 
+// BenchmarkFrameReaderFrame lends each message's frame and releases it,
+// as the server does for a frame it copies into the ring: the buffer is
+// reused.
+func BenchmarkFrameReaderFrame(b *testing.B) {
+	for _, size := range benchSizes {
+		b.Run(fmt.Sprintf("size=%05d", size), func(b *testing.B) {
+			in := clientFrame(true, ws.OpText, text(size))
+			var r FrameReader
+			b.ReportAllocs()
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				ev, _, err := r.Next(in)
+				if err != nil || ev != EventMessage {
+					b.Fatalf("Next = %v, %v", ev, err)
+				}
+				sinkBytes = r.Frame()
+				r.ReleaseMessage()
+			}
+		})
+	}
+}
+
 // BenchmarkAppendFrame builds a server frame into a reused buffer.
 func BenchmarkAppendFrame(b *testing.B) {
 	for _, size := range benchSizes {
