@@ -29,6 +29,7 @@ const (
 	closeShutdown                     // server shutting down (1001)
 	closeTLSError                     // TLS handshake or record error
 	closeHTTP                         // HTTP request answered with an error status or 404
+	closeHTTPDone                     // the HTTP side closed its connection
 )
 
 // closeInfo is the close code and reason text a closeReason sends. Code 0
@@ -55,6 +56,7 @@ var closeInfo = [...]struct {
 	closeShutdown:         {codec.CloseGoingAway, codec.ReasonShutdown, "shutdown"},
 	closeTLSError:         {0, "", "tls error"},
 	closeHTTP:             {0, "", "http"},
+	closeHTTPDone:         {0, "", "http done"},
 }
 
 func (r closeReason) String() string { return closeInfo[r].name }

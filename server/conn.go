@@ -24,6 +24,7 @@ const (
 	stUpgrade                    // reading the HTTP upgrade request
 	stHeader                     // waiting for the Mles header frame
 	stJoined                     // member of a channel
+	stHTTP                       // a request that is not an upgrade: the HTTP side (httpside.go)
 	stClosing                    // close decided; waiting for gnet to close the socket
 )
 
@@ -58,6 +59,7 @@ type conn struct {
 	tls *tlsbridge.Conn // nil in plain mode and until the ClientHello is in
 	hs  *hsTicket       // claim on a handshake slot, from the ClientHello to the handshake's end
 	up  *upgradeState   // only while reading the upgrade request
+	hc  *httpConn       // the HTTP side's connection (stHTTP)
 	fr  codec.FrameReader
 
 	// Membership, set by join.
@@ -388,6 +390,9 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 		c.leave()
 	}
 	c.dead = true
+	if c.hc != nil {
+		c.hc.fail() // the handler reads EOF and its writes fail
+	}
 	c.part, c.pong, c.replay = nil, nil, nil // the waiting list may hold c a little longer
 	c.endHandshake()
 	if c.tls != nil {

@@ -447,6 +447,8 @@ func (c *conn) resume() {
 			return
 		}
 		c.drain()
+	case stHTTP:
+		c.hc.pace()
 	case stClosing:
 		c.finishClose()
 	}

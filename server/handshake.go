@@ -155,6 +155,8 @@ func (c *conn) onPlain(p []byte) error {
 		c.onUpgrade(p) // consumes p whole, frames after the request included
 	case stHeader, stJoined:
 		c.onFrames(p)
+	case stHTTP:
+		c.onHTTP(p)
 	}
 	if c.state == stClosing {
 		return errStop
@@ -183,7 +185,12 @@ func (c *conn) onUpgrade(p []byte) {
 	}
 	req := &u.p.Request
 	if !req.Upgrade {
-		c.httpError(404, "not found")
+		if c.s.http == nil {
+			c.httpError(404, "not found")
+			return
+		}
+		c.startHTTP(u.buf.B)
+		c.releaseUpgrade()
 		return
 	}
 	c.send(codec.AppendUpgradeResponse(c.l.out[:0], &req.Key))

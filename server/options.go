@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"runtime"
 	"time"
 )
@@ -25,6 +26,12 @@ type Options struct {
 	// Plain serves WebSocket without TLS, for a TLS-terminating proxy in
 	// front and for local testing.
 	Plain bool
+
+	// HTTP serves the requests on the WebSocket port that are not
+	// WebSocket upgrades (SPEC 3: static files, proxy), off the event
+	// loops, in a net/http.Server over in-memory connections. Nil answers
+	// them 404.
+	HTTP http.Handler
 
 	// Reactors is the number of gnet event loops. Default runtime.NumCPU().
 	Reactors int

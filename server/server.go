@@ -30,6 +30,7 @@ type Server struct {
 	reg    registry
 	gate   *hsGate
 	perIP  *ipLimiter // nil without MaxConnsPerIP
+	http   *httpSide  // nil without Options.HTTP
 
 	loopsMu sync.Mutex
 	loopIdx map[gnet.EventLoop]*loop
@@ -111,6 +112,9 @@ func New(opts Options) (*Server, error) {
 		stopped: make(chan struct{}),
 	}
 	s.reg.m = make(map[string]*channel)
+	if opts.HTTP != nil {
+		s.http = newHTTPSide(s)
+	}
 	empty := []*loop{}
 	s.loops.Store(&empty)
 	return s, nil
@@ -127,6 +131,10 @@ func (s *Server) Start() error {
 		// starts after them.
 		select {
 		case <-s.running:
+			if s.http != nil {
+				s.http.ln.addr = s.addr
+				go func() { _ = s.http.srv.Serve(s.http.ln) }()
+			}
 		case <-s.stopped:
 			err = s.runErr
 			if err == nil {
@@ -200,6 +208,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.shutdownEnd.Store(start.Add(s.opts.DrainTimeout).UnixNano())
 		s.draining.Store(true)
 		s.log.Info("shutting down", "conns", s.conns.Load())
+		if s.http != nil {
+			_ = s.http.ln.Close() // the HTTP side takes no new connection
+		}
 		dctx, cancel := context.WithTimeout(ctx, s.opts.DrainTimeout)
 		defer cancel()
 		// Once every loop has run a task after draining was set, no
@@ -246,6 +257,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.shutdownErr = err
 		}
 		<-s.stopped
+		if s.http != nil {
+			_ = s.http.srv.Close() // handlers still running see their connections closed
+		}
 		s.reg.releaseAll()
 	})
 	return s.shutdownErr

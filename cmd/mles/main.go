@@ -25,6 +25,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/mles/mles/server"
+	"github.com/mles/mles/server/www"
 	"github.com/mles/mles/tlsbridge"
 )
 
@@ -44,6 +45,8 @@ type flags struct {
 	logLevel  string
 	logFormat string
 	cpuProf   string
+	wwwroot   string
+	fileLimit int
 	opts      server.Options
 }
 
@@ -55,6 +58,8 @@ func parse(args []string) (*flags, *pflag.FlagSet, error) {
 	fs.IntVarP(&f.port, "port", "p", 443, "TCP port to listen on")
 	fs.StringVar(&f.addr, "addr", "", "IP address to listen on (default: all interfaces)")
 	fs.IntVarP(&o.History, "limit", "l", server.DefaultHistory, fmt.Sprintf("messages of history kept per channel (1..%d)", server.MaxHistory))
+	fs.StringVarP(&f.wwwroot, "wwwroot", "w", "", "serve static files from DIR/<host>/ to requests that are not WebSocket upgrades (as mles-rs)")
+	fs.IntVarP(&f.fileLimit, "filelimit", "f", www.DefaultFileLimit, "static files read at once (as mles-rs)")
 	fs.BoolVar(&f.plain, "plain", false, "serve WebSocket without TLS (behind a TLS-terminating proxy, or for local tests)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate chain file (reloaded on SIGHUP)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file (reloaded on SIGHUP)")
@@ -92,6 +97,9 @@ func parse(args []string) (*flags, *pflag.FlagSet, error) {
 	}
 	if err := applyEnv(fs); err != nil {
 		return nil, fs, err
+	}
+	if f.fileLimit < 1 {
+		return nil, fs, fmt.Errorf("-f/--filelimit %d: must be at least 1", f.fileLimit)
 	}
 	// Checked here, before any startup log line. server.Options reads 0 as
 	// "the default", but on the command line -l 0 is a mistake to name.
@@ -230,6 +238,15 @@ func run(args []string) error {
 		}
 		log.Warn("no certificate configured: using an ephemeral self-signed certificate for localhost (clients must skip verification)")
 		o.TLS = tlsbridge.ServerConfig(tlsbridge.Static(cert))
+	}
+
+	if f.wwwroot != "" {
+		site, err := www.New(www.Config{Root: f.wwwroot, FileLimit: f.fileLimit})
+		if err != nil {
+			return err
+		}
+		defer site.Close()
+		o.HTTP = site
 	}
 
 	srv, err := server.New(*o)
