@@ -575,3 +575,48 @@ func churnJoin(addr string, i int) error {
 	}
 	return nil
 }
+
+// TestRateLimit: with RateLimit=3, the 4th connection from 127.0.0.1
+// within the minute is closed at accept (before TLS: it never upgrades)
+// while 127.0.0.2 still connects, and the same holds on an IPv6 loopback
+// listener for ::1; the members admitted keep talking.
+func TestRateLimit(t *testing.T) {
+	const perMinute = 3
+	forModes(t, func(t *testing.T, m mode) {
+		for _, tc := range []struct{ listen, first, second string }{
+			{"127.0.0.1:0", "127.0.0.1", "127.0.0.2"},
+			{"[::1]:0", "::1", ""},
+		} {
+			ts := startServer(t, m, func(o *server.Options) {
+				o.Addr = tc.listen
+				o.RateLimit = perMinute
+			})
+			var clients []*rawClient
+			for i := range perMinute {
+				c, err := ts.joinErr(fmt.Sprintf("a%d", i), "rate", dialConfig{localIP: tc.first})
+				if err != nil {
+					t.Fatalf("%s: connection %d of %d: %v", tc.first, i+1, perMinute, err)
+				}
+				t.Cleanup(func() { c.Close() })
+				clients = append(clients, c)
+			}
+			if c, err := ts.joinErr("over", "rate", dialConfig{localIP: tc.first}); err == nil {
+				c.Close()
+				t.Fatalf("%s: connection %d within a minute was admitted", tc.first, perMinute+1)
+			}
+			if got := ts.Stats().RefusedRate; got != 1 {
+				t.Fatalf("RefusedRate = %d, want 1", got)
+			}
+			if tc.second != "" {
+				c, err := ts.joinErr("other", "rate", dialConfig{localIP: tc.second})
+				if err != nil {
+					t.Fatalf("%s, after %s used its allowance: %v", tc.second, tc.first, err)
+				}
+				t.Cleanup(func() { c.Close() })
+				clients = append(clients, c)
+			}
+			ts.waitMembers(t, int64(len(clients)))
+			exchange(t, clients, "after the refusal")
+		}
+	})
+}

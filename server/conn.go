@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
@@ -107,6 +108,12 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	if s.draining.Load() || (s.opts.MaxConns > 0 && n > int64(s.opts.MaxConns)) {
 		s.conns.Add(-1)
 		s.log.Info("connection refused", "remote", gc.RemoteAddr().String(), "conns", n-1, "draining", s.draining.Load())
+		return nil, gnet.Close
+	}
+	if !s.rate.allow(gc.RemoteAddr(), time.Now()) {
+		s.conns.Add(-1)
+		s.refusedRate.Add(1)
+		s.log.Info("connection refused", "remote", gc.RemoteAddr().String(), "reason", "rate-limit")
 		return nil, gnet.Close
 	}
 	if !s.perIP.acquire(gc.RemoteAddr()) {

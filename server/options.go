@@ -67,6 +67,10 @@ type Options struct {
 	// (IPv4, or IPv6 /64); extras are closed at accept, before TLS.
 	// Default 0: unlimited.
 	MaxConnsPerIP int
+	// RateLimit is the most new connections one client address (IPv6:
+	// /64) may open per minute, refused at accept before TLS (SPEC 3,
+	// mles-rs --rate-limit); a burst of RateLimit is allowed. 0: unlimited.
+	RateLimit int
 	// MaxPending bounds a member's unsent outbound bytes before it is
 	// paused and, past SlowGrace, closed as a slow consumer. Default 4 MiB.
 	MaxPending int
@@ -226,6 +230,9 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxConns < 0 {
 		return fmt.Errorf("server: MaxConns (--max-conns) %d: must be 0 (unlimited) or positive", o.MaxConns)
+	}
+	if o.RateLimit < 0 {
+		return fmt.Errorf("server: RateLimit (--rate-limit) %d: must be 0 (unlimited) or positive", o.RateLimit)
 	}
 	if o.MaxConnsPerIP < 0 {
 		return fmt.Errorf("server: MaxConnsPerIP (--max-conns-per-ip) %d: must be 0 (unlimited) or positive", o.MaxConnsPerIP)

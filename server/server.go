@@ -29,8 +29,9 @@ type Server struct {
 	budget *ring.Budget
 	reg    registry
 	gate   *hsGate
-	perIP  *ipLimiter // nil without MaxConnsPerIP
-	http   *httpSide  // nil without Options.HTTP
+	perIP  *ipLimiter   // nil without MaxConnsPerIP
+	rate   *rateLimiter // nil without RateLimit
+	http   *httpSide    // nil without Options.HTTP
 
 	loopsMu sync.Mutex
 	loopIdx map[gnet.EventLoop]*loop
@@ -54,6 +55,7 @@ type Server struct {
 	slow       atomic.Int64
 	// refusedPerIP counts connections closed at accept by MaxConnsPerIP.
 	refusedPerIP atomic.Int64
+	refusedRate  atomic.Int64
 	draining     atomic.Bool
 	// During shutdown (unix nanoseconds): members still behind at
 	// shutdownData are closed 1008 instead of 1001; closing connections
@@ -85,6 +87,8 @@ type Stats struct {
 	Handshakes    int64 // TLS handshakes in flight
 	SlowConsumers int64 // connections closed as slow consumers since start
 	RefusedPerIP  int64 // connections refused by MaxConnsPerIP since start
+	RefusedRate   int64 // connections refused by RateLimit since start
+	RateAddrs     int   // client addresses (IPv6: /64s) RateLimit tracks now (seen in the last minute)
 	PerIPAddrs    int   // client addresses (IPv6: /64s) counted by MaxConnsPerIP now
 }
 
@@ -105,6 +109,7 @@ func New(opts Options) (*Server, error) {
 		budget:  ring.NewBudget(opts.HistoryTotalBytes),
 		gate:    newHSGate(opts.MaxHandshakes),
 		perIP:   newIPLimiter(opts.MaxConnsPerIP),
+		rate:    newRateLimiter(opts.RateLimit),
 		loopIdx: make(map[gnet.EventLoop]*loop),
 		booted:  make(chan struct{}),
 		running: make(chan struct{}),
@@ -187,6 +192,8 @@ func (s *Server) Stats() Stats {
 		SlowConsumers: s.slow.Load(),
 		RefusedPerIP:  s.refusedPerIP.Load(),
 		PerIPAddrs:    s.perIP.len(),
+		RefusedRate:   s.refusedRate.Load(),
+		RateAddrs:     s.rate.len(),
 	}
 }
 
@@ -314,6 +321,7 @@ func (h *handler) OnTick() (time.Duration, gnet.Action) {
 		s.reg.sweepIdle(now.Add(-s.opts.ChannelIdle).UnixNano())
 	}
 	s.mem.tick(now, s.nextID.Load())
+	s.rate.prune(now)
 	return s.opts.TickInterval, gnet.None
 }
 

@@ -71,6 +71,7 @@ func parse(args []string) (*flags, *pflag.FlagSet, error) {
 	fs.IntVar(&o.MaxMessage, "max-message", server.DefaultMaxMessage, "largest accepted message in bytes (close 1009 beyond)")
 	fs.IntVar(&o.MaxConns, "max-conns", 0, "maximum concurrent connections (0: unlimited)")
 	fs.IntVar(&o.MaxConnsPerIP, "max-conns-per-ip", 0, "maximum concurrent connections from one IPv4 address or IPv6 /64 (0: unlimited)")
+	fs.IntVar(&o.RateLimit, "rate-limit", 0, "new connections per minute from one IPv4 address or IPv6 /64, refused at accept before TLS (0: unlimited)")
 	fs.IntVar(&o.MaxPending, "max-pending", server.DefaultMaxPending, "unsent bytes per subscriber before it is paused as a slow consumer")
 	fs.DurationVar(&o.SlowGrace, "slow-grace", server.DefaultSlowGrace, "how long a subscriber may stay above --max-pending before it is closed")
 	fs.IntVar(&o.MaxUID, "max-uid", server.DefaultMaxUID, "longest uid in bytes")
