@@ -100,7 +100,7 @@ func TestREADMEFlagTable(t *testing.T) {
 
 // sameDefault compares a flag's default with README's default cell, which
 // starts with the value and may explain it: "16777216", "10s", "720h (30
-// days)", "off" for false. A zero number or empty string is a default that
+// days)", "off" for false. A zero number, empty string or empty list is a default that
 // mles computes or leaves out ("CPUs", "none"): the usage must then say
 // what it is, unless README says 0 or off.
 func sameDefault(f *pflag.Flag, cell string) string {
@@ -126,7 +126,7 @@ func sameDefault(f *pflag.Flag, cell string) string {
 			return "README default " + cell + ", --help " + f.DefValue
 		}
 	default:
-		if f.DefValue != "" && first != f.DefValue {
+		if f.DefValue != "" && f.DefValue != "[]" && first != f.DefValue {
 			return "README default " + cell + ", --help " + f.DefValue
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
@@ -21,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -47,6 +49,9 @@ type flags struct {
 	cpuProf   string
 	wwwroot   string
 	fileLimit int
+	proxies   []string
+	redirect  bool
+	redirPort int
 	opts      server.Options
 }
 
@@ -60,6 +65,9 @@ func parse(args []string) (*flags, *pflag.FlagSet, error) {
 	fs.IntVarP(&o.History, "limit", "l", server.DefaultHistory, fmt.Sprintf("messages of history kept per channel (1..%d)", server.MaxHistory))
 	fs.StringVarP(&f.wwwroot, "wwwroot", "w", "", "serve static files from DIR/<host>/ to requests that are not WebSocket upgrades (as mles-rs)")
 	fs.IntVarP(&f.fileLimit, "filelimit", "f", www.DefaultFileLimit, "static files read at once (as mles-rs)")
+	fs.StringArrayVarP(&f.proxies, "proxy", "P", nil, "reverse proxy /prefix=http://upstream for requests under the prefix, repeatable (as mles-rs)")
+	fs.BoolVarP(&f.redirect, "redirect", "r", false, "answer plain HTTP on --redirect-port with 301 to https, path and query kept (as mles-rs)")
+	fs.IntVar(&f.redirPort, "redirect-port", 80, "port of the --redirect listener")
 	fs.BoolVar(&f.plain, "plain", false, "serve WebSocket without TLS (behind a TLS-terminating proxy, or for local tests)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate chain file (reloaded on SIGHUP)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file (reloaded on SIGHUP)")
@@ -241,13 +249,25 @@ func run(args []string) error {
 		o.TLS = tlsbridge.ServerConfig(tlsbridge.Static(cert))
 	}
 
+	var rules []www.ProxyRule
+	for _, p := range f.proxies {
+		rule, err := www.ParseProxy(p)
+		if err != nil {
+			return fmt.Errorf("-P/--proxy: %w", err)
+		}
+		rules = append(rules, rule)
+	}
+	var site http.Handler
 	if f.wwwroot != "" {
-		site, err := www.New(www.Config{Root: f.wwwroot, FileLimit: f.fileLimit})
+		h, err := www.New(www.Config{Root: f.wwwroot, FileLimit: f.fileLimit})
 		if err != nil {
 			return err
 		}
-		defer site.Close()
-		o.HTTP = site
+		defer h.Close()
+		site = h
+	}
+	if site != nil || len(rules) > 0 {
+		o.HTTP = www.Routes(rules, site)
 	}
 
 	srv, err := server.New(*o)
@@ -271,6 +291,14 @@ func run(args []string) error {
 	if err := srv.Start(); err != nil {
 		return err
 	}
+	if f.redirect {
+		stop, err := serveRedirect(net.JoinHostPort(f.addr, strconv.Itoa(f.redirPort)), f.port, log)
+		if err != nil {
+			_ = srv.Shutdown(context.Background())
+			return err
+		}
+		defer stop()
+	}
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	for s := range sig {
@@ -290,4 +318,22 @@ func run(args []string) error {
 		break
 	}
 	return srv.Shutdown(context.Background())
+}
+
+// serveRedirect runs the -r listener on addr: 301 to https on httpsPort.
+// The returned stop closes it.
+func serveRedirect(addr string, httpsPort int, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("-r/--redirect: %w", err)
+	}
+	hs := &http.Server{
+		Handler:           www.Redirect(httpsPort),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelInfo),
+	}
+	go func() { _ = hs.Serve(ln) }()
+	log.Warn("redirecting to https", "addr", ln.Addr().String())
+	return func() { _ = hs.Close() }, nil
 }

@@ -73,6 +73,7 @@ func hostName(r *http.Request) (string, bool) {
 	if hp, _, err := net.SplitHostPort(host); err == nil {
 		host = hp
 	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]") // an IPv6 literal
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	if host == "" || host[0] == '.' || strings.ContainsAny(host, `/\`) {
 		return "", false
