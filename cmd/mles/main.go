@@ -49,6 +49,7 @@ type flags struct {
 	cpuProf   string
 	wwwroot   string
 	fileLimit int
+	zcacheMB  int
 	proxies   []string
 	redirect  bool
 	redirPort int
@@ -65,6 +66,7 @@ func parse(args []string) (*flags, *pflag.FlagSet, error) {
 	fs.IntVarP(&o.History, "limit", "l", server.DefaultHistory, fmt.Sprintf("messages of history kept per channel (1..%d)", server.MaxHistory))
 	fs.StringVarP(&f.wwwroot, "wwwroot", "w", "", "serve static files from DIR/<host>/ to requests that are not WebSocket upgrades (as mles-rs)")
 	fs.IntVarP(&f.fileLimit, "filelimit", "f", www.DefaultFileLimit, "static files read at once (as mles-rs)")
+	fs.IntVarP(&f.zcacheMB, "compression-cache", "C", www.DefaultCompressionCacheMB, "MB of brotli/zstd/gzip-compressed static files kept (0: no compression; as mles-rs)")
 	fs.StringArrayVarP(&f.proxies, "proxy", "P", nil, "reverse proxy /prefix=http://upstream for requests under the prefix, repeatable (as mles-rs)")
 	fs.BoolVarP(&f.redirect, "redirect", "r", false, "answer plain HTTP on --redirect-port with 301 to https, path and query kept (as mles-rs)")
 	fs.IntVar(&f.redirPort, "redirect-port", 80, "port of the --redirect listener")
@@ -106,6 +108,9 @@ func parse(args []string) (*flags, *pflag.FlagSet, error) {
 	}
 	if err := applyEnv(fs); err != nil {
 		return nil, fs, err
+	}
+	if f.zcacheMB < 0 {
+		return nil, fs, fmt.Errorf("-C/--compression-cache %d: must be 0 (off) or positive", f.zcacheMB)
 	}
 	if f.fileLimit < 1 {
 		return nil, fs, fmt.Errorf("-f/--filelimit %d: must be at least 1", f.fileLimit)
@@ -259,7 +264,7 @@ func run(args []string) error {
 	}
 	var site http.Handler
 	if f.wwwroot != "" {
-		h, err := www.New(www.Config{Root: f.wwwroot, FileLimit: f.fileLimit})
+		h, err := www.New(www.Config{Root: f.wwwroot, FileLimit: f.fileLimit, CompressionCache: int64(f.zcacheMB) << 20})
 		if err != nil {
 			return err
 		}

@@ -2,7 +2,8 @@
 // -w/--wwwroot): DIR/<host>/<path>, where host is the request's Host with
 // the port stripped and case folded, index.html for a directory, the
 // content type by extension, HEAD, ETag and Last-Modified with conditional
-// GET, and Range (net/http's ServeContent). No path leaves the host's
+// GET, and Range (net/http's ServeContent), and text-like files brotli-,
+// zstd- or gzip-compressed from a bounded cache (compress.go). No path leaves the host's
 // directory: ".." and symbolic links out of it are refused (os.Root), as
 // are hosts that are not a plain name. A .json file gets
 // Access-Control-Allow-Origin: * as in mles-rs. At most FileLimit files are
@@ -37,6 +38,9 @@ type Config struct {
 	// FileLimit is the most files read at once; 0 means DefaultFileLimit.
 	// A request beyond it waits for a slot while its client is connected.
 	FileLimit int
+	// CompressionCache bounds the cache of compressed files in bytes
+	// (mles-rs -C, in MB there); 0 sends every file as it is.
+	CompressionCache int64
 }
 
 // Handler is the static site's http.Handler.
@@ -44,6 +48,7 @@ type Handler struct {
 	root  *os.Root
 	hosts []string
 	slots chan struct{}
+	zc    *zcache // nil: no compression
 }
 
 // New opens cfg.Root and returns its Handler. Close releases the root.
@@ -60,7 +65,7 @@ func New(cfg Config) (*Handler, error) {
 	for i, h := range cfg.Hosts {
 		hosts[i] = strings.ToLower(h)
 	}
-	return &Handler{root: root, hosts: hosts, slots: make(chan struct{}, limit)}, nil
+	return &Handler{root: root, hosts: hosts, slots: make(chan struct{}, limit), zc: newZCache(cfg.CompressionCache)}, nil
 }
 
 // Close releases the site directory.
@@ -144,6 +149,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("ETag", etag(info))
 	if path.Ext(name) == ".json" {
 		hdr.Set("Access-Control-Allow-Origin", "*")
+	}
+	if h.serveCompressed(w, r, name, info, f) {
+		return
 	}
 	http.ServeContent(w, r, name, info.ModTime(), f)
 }

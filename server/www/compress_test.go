@@ -1,0 +1,159 @@
+package www
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+)
+
+func decode(t *testing.T, enc string, b []byte) []byte {
+	t.Helper()
+	var r io.Reader
+	switch enc {
+	case "br":
+		r = brotli.NewReader(bytes.NewReader(b))
+	case "zstd":
+		zr, err := zstd.NewReader(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer zr.Close()
+		r = zr
+	case "gzip":
+		gr, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = gr
+	default:
+		return b
+	}
+	out, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("%s: %v", enc, err)
+	}
+	return out
+}
+
+func TestCompression(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "example.org")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	js := []byte(strings.Repeat("function mles(x) { return x + 1; }\n", 200))
+	write := func(name string, b []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("app.js", js)
+	write("tiny.css", []byte("body{}"))
+	write("pic.png", bytes.Repeat([]byte{0x89, 'P', 'N', 'G'}, 200))
+	h, err := New(Config{Root: root, CompressionCache: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+
+	for _, tc := range []struct{ accept, want string }{
+		{"br", "br"},
+		{"gzip, deflate, br, zstd", "br"},
+		{"zstd, gzip", "zstd"},
+		{"gzip", "gzip"},
+		{"gzip, br;q=0", "gzip"},
+		{"identity", ""},
+		{"", ""},
+	} {
+		r := get(t, h, "GET", "example.org", "/app.js", map[string]string{"Accept-Encoding": tc.accept})
+		b := []byte(body(r))
+		if got := r.Header.Get("Content-Encoding"); got != tc.want {
+			t.Fatalf("Accept-Encoding %q: Content-Encoding %q, want %q", tc.accept, got, tc.want)
+		}
+		if ct := r.Header.Get("Content-Type"); ct != "text/javascript; charset=utf-8" {
+			t.Fatalf("Accept-Encoding %q: Content-Type %q", tc.accept, ct)
+		}
+		if !strings.Contains(r.Header.Get("Vary"), "Accept-Encoding") {
+			t.Fatalf("Accept-Encoding %q: no Vary", tc.accept)
+		}
+		if !bytes.Equal(decode(t, tc.want, b), js) {
+			t.Fatalf("Accept-Encoding %q: the decoded body differs", tc.accept)
+		}
+		if tc.want != "" && len(b) >= len(js)/4 {
+			t.Fatalf("%s: %d bytes from %d", tc.want, len(b), len(js))
+		}
+	}
+	// The compressed variant has its own ETag, and conditional GET works on it.
+	r := get(t, h, "GET", "example.org", "/app.js", map[string]string{"Accept-Encoding": "br"})
+	tag := r.Header.Get("ETag")
+	if !strings.HasSuffix(tag, `-br"`) {
+		t.Fatalf("ETag of the brotli variant %q", tag)
+	}
+	if r := get(t, h, "GET", "example.org", "/app.js", map[string]string{"Accept-Encoding": "br", "If-None-Match": tag}); r.StatusCode != 304 {
+		t.Fatalf("If-None-Match on the variant: %d", r.StatusCode)
+	}
+	// Range: the file as it is.
+	r = get(t, h, "GET", "example.org", "/app.js", map[string]string{"Accept-Encoding": "br", "Range": "bytes=0-7"})
+	if r.StatusCode != 206 || r.Header.Get("Content-Encoding") != "" || body(r) != string(js[:8]) {
+		t.Fatalf("Range with br accepted: %d %q", r.StatusCode, r.Header.Get("Content-Encoding"))
+	}
+	// Small and binary files are sent as they are.
+	for _, p := range []string{"/tiny.css", "/pic.png"} {
+		if r := get(t, h, "GET", "example.org", p, map[string]string{"Accept-Encoding": "br"}); r.Header.Get("Content-Encoding") != "" {
+			t.Fatalf("%s compressed", p)
+		}
+	}
+	// A changed file is compressed anew, not served stale from the cache.
+	js2 := []byte(strings.Repeat("const changed = true;\n", 300))
+	write("app.js", js2)
+	later := time.Now().Add(time.Minute)
+	_ = os.Chtimes(filepath.Join(dir, "app.js"), later, later)
+	r = get(t, h, "GET", "example.org", "/app.js", map[string]string{"Accept-Encoding": "zstd"})
+	if !bytes.Equal(decode(t, "zstd", []byte(body(r))), js2) {
+		t.Fatal("a changed file served from the cache")
+	}
+}
+
+func TestCompressionCacheBound(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "example.org")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const limit = 4 << 10
+	h, err := New(Config{Root: root, CompressionCache: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	for i := range 50 {
+		// Text that compresses poorly: each file adds about 1.5 KiB.
+		var b strings.Builder
+		for j := range 400 {
+			fmt.Fprintf(&b, "%x", (i*7919+j)*2654435761%4294967291)
+		}
+		name := fmt.Sprintf("f%d.txt", i)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := get(t, h, "GET", "example.org", "/"+name, map[string]string{"Accept-Encoding": "gzip"})
+		if r.Header.Get("Content-Encoding") != "gzip" || string(decode(t, "gzip", []byte(body(r)))) != b.String() {
+			t.Fatalf("%s: not served gzip-compressed and whole", name)
+		}
+		if used := h.zc.bytes(); used > limit || used == 0 {
+			t.Fatalf("after %d files the cache holds %d bytes, bound %d", i+1, used, limit)
+		}
+	}
+	if n, _ := New(Config{Root: root}); n.zc != nil {
+		t.Fatal("CompressionCache 0 compresses")
+	}
+}
