@@ -179,9 +179,14 @@ func TestHandshakeSlotHolders(t *testing.T) {
 // its dial to the first member's message: TLS handshake, upgrade, header
 // frame and delivery.
 func joinRoundTrip(addr, channel string) (time.Duration, error) {
+	return joinRoundTripTLS(addr, channel, &tls.Config{InsecureSkipVerify: true}) // the self-signed default
+}
+
+// joinRoundTripTLS is joinRoundTrip with the client's TLS configuration.
+func joinRoundTripTLS(addr, channel string, cfg *tls.Config) (time.Duration, error) {
 	dialer := websocket.Dialer{
 		Subprotocols:     []string{"mles-websocket"},
-		TLSClientConfig:  &tls.Config{InsecureSkipVerify: true},
+		TLSClientConfig:  cfg,
 		HandshakeTimeout: 15 * time.Second,
 	}
 	join := func(uid string) (*websocket.Conn, error) {

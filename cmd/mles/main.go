@@ -53,6 +53,11 @@ type flags struct {
 	proxies   []string
 	redirect  bool
 	redirPort int
+	domains   []string
+	emails    []string
+	cacheDir  string
+	staging   bool
+	acmeDir   string
 	opts      server.Options
 }
 
@@ -61,6 +66,11 @@ func parse(args []string) (*flags, *pflag.FlagSet, error) {
 	o := &f.opts
 	fs := pflag.NewFlagSet("mles", pflag.ContinueOnError)
 	fs.SortFlags = false
+	fs.StringArrayVarP(&f.domains, "domains", "d", nil, "domain of the ACME (Let's Encrypt) certificate, repeatable (as mles-rs)")
+	fs.StringArrayVarP(&f.emails, "email", "e", nil, "contact email of the ACME account, repeatable (as mles-rs; the CA gets the first)")
+	fs.StringVarP(&f.cacheDir, "cache", "c", "", "directory keeping the ACME account and certificates across restarts (as mles-rs; none: in memory)")
+	fs.BoolVarP(&f.staging, "staging", "s", false, "use Let's Encrypt's staging CA (as mles-rs)")
+	fs.StringVar(&f.acmeDir, "acme-directory", "", "ACME directory URL of another CA (default: Let's Encrypt, or its staging with -s)")
 	fs.IntVarP(&f.port, "port", "p", 443, "TCP port to listen on")
 	fs.StringVar(&f.addr, "addr", "", "IP address to listen on (default: all interfaces)")
 	fs.IntVarP(&o.History, "limit", "l", server.DefaultHistory, fmt.Sprintf("messages of history kept per channel (1..%d)", server.MaxHistory))
@@ -231,7 +241,22 @@ func run(args []string) error {
 	o.Plain = f.plain
 
 	var files *tlsbridge.FileSource
+	var acme *tlsbridge.ACME
 	switch {
+	case len(f.domains) > 0:
+		if f.plain || f.tlsCert != "" || f.tlsKey != "" {
+			return errors.New("-d/--domains (ACME) excludes --plain and --tls-cert/--tls-key")
+		}
+		dir := f.acmeDir
+		if dir == "" && f.staging {
+			dir = tlsbridge.LetsEncryptStaging
+		}
+		acme, err = tlsbridge.NewACME(tlsbridge.ACMEConfig{Domains: f.domains, Emails: f.emails, CacheDir: f.cacheDir, DirectoryURL: dir})
+		if err != nil {
+			return err
+		}
+		o.TLS = acme.TLSConfig()
+		log.Warn("certificates from ACME", "domains", strings.Join(f.domains, ","), "directory", dir, "cache", f.cacheDir)
 	case f.plain:
 		if f.tlsCert != "" || f.tlsKey != "" {
 			return errors.New("--plain and --tls-cert/--tls-key exclude each other")
@@ -264,7 +289,7 @@ func run(args []string) error {
 	}
 	var site http.Handler
 	if f.wwwroot != "" {
-		h, err := www.New(www.Config{Root: f.wwwroot, FileLimit: f.fileLimit, CompressionCache: int64(f.zcacheMB) << 20})
+		h, err := www.New(www.Config{Root: f.wwwroot, Hosts: f.domains, FileLimit: f.fileLimit, CompressionCache: int64(f.zcacheMB) << 20})
 		if err != nil {
 			return err
 		}
@@ -297,7 +322,11 @@ func run(args []string) error {
 		return err
 	}
 	if f.redirect {
-		stop, err := serveRedirect(net.JoinHostPort(f.addr, strconv.Itoa(f.redirPort)), f.port, log)
+		var h http.Handler = www.Redirect(f.port)
+		if acme != nil {
+			h = acme.HTTPHandler(h) // HTTP-01 challenges first
+		}
+		stop, err := serveRedirect(net.JoinHostPort(f.addr, strconv.Itoa(f.redirPort)), h, log)
 		if err != nil {
 			_ = srv.Shutdown(context.Background())
 			return err
@@ -325,15 +354,15 @@ func run(args []string) error {
 	return srv.Shutdown(context.Background())
 }
 
-// serveRedirect runs the -r listener on addr: 301 to https on httpsPort.
-// The returned stop closes it.
-func serveRedirect(addr string, httpsPort int, log *slog.Logger) (stop func(), err error) {
+// serveRedirect runs the -r listener on addr with h (the redirect to https,
+// behind ACME's HTTP-01 answers). The returned stop closes it.
+func serveRedirect(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("-r/--redirect: %w", err)
 	}
 	hs := &http.Server{
-		Handler:           www.Redirect(httpsPort),
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelInfo),

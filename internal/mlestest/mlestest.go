@@ -86,12 +86,18 @@ func (p *Proc) Running() bool {
 // showing the tail of its output if the test failed.
 func StartProc(tb testing.TB, bin, dialAddr string, out io.Writer, ready func(*Proc) error, args ...string) *Proc {
 	tb.Helper()
+	return StartProcEnv(tb, nil, bin, dialAddr, out, ready, args...)
+}
+
+// StartProcEnv is StartProc with env added to CleanEnv.
+func StartProcEnv(tb testing.TB, env []string, bin, dialAddr string, out io.Writer, ready func(*Proc) error, args ...string) *Proc {
+	tb.Helper()
 	if out == nil {
 		out = &LockedBuffer{}
 	}
 	p := &Proc{Cmd: exec.Command(bin, args...), Out: out, Done: make(chan struct{})}
 	p.Cmd.Stdout, p.Cmd.Stderr = out, out
-	p.Cmd.Env = CleanEnv()
+	p.Cmd.Env = append(CleanEnv(), env...)
 	if err := p.Cmd.Start(); err != nil {
 		tb.Fatalf("start %s: %v", bin, err)
 	}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mles/mles/internal/mlestest"
+)
+
+// acmeDomain is the test certificate's name; pebble-challtestsrv answers
+// every DNS query with 127.0.0.1, so pebble validates against our server.
+const acmeDomain = "chat.mles.test"
+
+// pebbleCA is a real ACME CA on loopback: letsencrypt/pebble and its
+// challenge test server as DNS, both built from the module (go.mod tools).
+type pebbleCA struct {
+	dir  string // the ACME directory URL
+	mgmt string // the management API, for the issuing root
+	env  []string
+	log  *mlestest.LockedBuffer // pebble's output: what it validated, how
+}
+
+// startPebble starts pebble validating TLS-ALPN-01 on tlsPort and HTTP-01
+// on httpPort of 127.0.0.1.
+func startPebble(t *testing.T, work string, tlsPort, httpPort int) *pebbleCA {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/letsencrypt/pebble/v2").Output()
+	if err != nil {
+		t.Fatalf("go list pebble: %v", err)
+	}
+	src := strings.TrimSpace(string(out))
+	pebble := mlestest.BuildBin(t, work, "pebble", "github.com/letsencrypt/pebble/v2/cmd/pebble")
+	chall := mlestest.BuildBin(t, work, "pebble-challtestsrv", "github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv")
+
+	dnsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(mlestest.FreePort(t)))
+	challMgmt := net.JoinHostPort("127.0.0.1", strconv.Itoa(mlestest.FreePort(t)))
+	mlestest.StartProc(t, chall, challMgmt, nil, nil,
+		"-dnsserver", dnsAddr, "-management", challMgmt, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
+		"-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "")
+
+	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(mlestest.FreePort(t)))
+	mgmt := net.JoinHostPort("127.0.0.1", strconv.Itoa(mlestest.FreePort(t)))
+	cfg := map[string]any{"pebble": map[string]any{
+		"listenAddress":                  listen,
+		"managementListenAddress":        mgmt,
+		"certificate":                    filepath.Join(src, "test/certs/localhost/cert.pem"),
+		"privateKey":                     filepath.Join(src, "test/certs/localhost/key.pem"),
+		"httpPort":                       httpPort,
+		"tlsPort":                        tlsPort,
+		"ocspResponderURL":               "",
+		"externalAccountBindingRequired": false,
+		"keyAlgorithm":                   "ecdsa",
+	}}
+	b, _ := json.Marshal(cfg)
+	cfgFile := filepath.Join(work, "pebble.json")
+	if err := os.WriteFile(cfgFile, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// No random sleeps before validation and no random nonce rejection:
+	// the test needs the CA's behaviour, not its chaos.
+	log := &mlestest.LockedBuffer{}
+	mlestest.StartProcEnv(t, []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0"}, pebble, listen, log, nil,
+		"-config", cfgFile, "-dnsserver", dnsAddr)
+	return &pebbleCA{
+		log:  log,
+		dir:  "https://" + listen + "/dir",
+		mgmt: "https://" + mgmt,
+		env:  []string{"SSL_CERT_FILE=" + filepath.Join(src, "test/certs/pebble.minica.pem")},
+	}
+}
+
+// roots returns a pool with pebble's issuing root (it makes a new one at
+// every start), fetched from its management API.
+func (p *pebbleCA) roots(t *testing.T) *x509.CertPool {
+	t.Helper()
+	src := strings.TrimPrefix(p.env[0], "SSL_CERT_FILE=")
+	minica, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgmtRoots := x509.NewCertPool()
+	mgmtRoots.AppendCertsFromPEM(minica)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: mgmtRoots}}}
+	resp, err := client.Get(p.mgmt + "/roots/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("pebble root: %q", pem)
+	}
+	return pool
+}
+
+// TestACME: with mles-rs's -d -e -c and --acme-directory at a local pebble,
+// the first client's handshake obtains a certificate through TLS-ALPN-01 on
+// the TLS port; a client that trusts only pebble's root then joins over
+// wss and exchanges messages; after a restart the certificate comes from
+// the -c cache (the same serial: no new order).
+func TestACME(t *testing.T) {
+	work := t.TempDir()
+	port, redirPort := mlestest.FreePort(t), mlestest.FreePort(t)
+	ca := startPebble(t, work, port, redirPort)
+	cache := filepath.Join(work, "cache")
+	mles := mlestest.BuildBin(t, work, "mles", "github.com/mles/mles/cmd/mles")
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	args := []string{"--addr", "127.0.0.1", "-p", strconv.Itoa(port), "-d", acmeDomain, "-e", "admin@mles.test",
+		"-c", cache, "--acme-directory", ca.dir, "--handshake-timeout", "60s", "--log-level", "info"}
+	srv := mlestest.StartProcEnv(t, ca.env, mles, addr, nil, nil, args...)
+
+	cfg := &tls.Config{RootCAs: ca.roots(t), ServerName: acmeDomain}
+	serial := func() string {
+		t.Helper()
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 60 * time.Second}, "tcp", addr, cfg)
+		if err != nil {
+			t.Fatalf("TLS with pebble's root: %v", err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	start := time.Now()
+	first := serial()
+	t.Logf("certificate %s obtained in %v", first, time.Since(start))
+	if d, err := joinRoundTripTLS(addr, "acme", cfg); err != nil {
+		t.Fatalf("join over wss with the ACME certificate: %v", err)
+	} else {
+		t.Logf("join round trip %v", d)
+	}
+	// pebble really validated (no "always valid" mode), and without -r
+	// TLS-ALPN-01 on the TLS port is the one challenge mles can answer.
+	if out := ca.log.String(); !strings.Contains(out, "set VALID by completed challenge") || strings.Contains(out, "Skipping real validation") {
+		t.Fatalf("pebble did not validate TLS-ALPN-01:\n%s", mlestest.Tail(out, 3000))
+	}
+	entries, _ := os.ReadDir(cache)
+	if len(entries) < 2 { // the account key and the certificate
+		t.Fatalf("cache holds %d entries", len(entries))
+	}
+
+	_ = srv.Cmd.Process.Kill()
+	<-srv.Done
+	mlestest.StartProcEnv(t, ca.env, mles, addr, nil, nil, args...)
+	if again := serial(); again != first {
+		t.Fatalf("after a restart: certificate %s, want the cached %s", again, first)
+	}
+	if _, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: cfg.RootCAs, ServerName: "other.mles.test"}); err == nil {
+		t.Fatal("a name outside -d got a certificate")
+	}
+}
