@@ -27,9 +27,13 @@ const PAGE_MS = 20000; // bound of the in-page checks
 
 const url = process.argv[2];
 if (!url || !/^wss?:\/\//.test(url)) {
-  console.error('usage: node chromium.mjs wss://127.0.0.1:PORT/');
+  console.error('usage: node chromium.mjs wss://127.0.0.1:PORT/ [--site https://127.0.0.1:PORT/]');
   process.exit(2);
 }
+// --site PAGE: instead of the checks below, two pages load PAGE from the
+// Mles server's own static site (-w) and each opens a WebSocket to the same
+// origin; they exchange a message through one channel.
+const siteURL = process.argv[3] === '--site' ? process.argv[4] : null;
 const run = crypto.randomBytes(6).toString('hex');
 const passed = [];
 let browserVersion = null;
@@ -225,6 +229,54 @@ async function pageChecks({ url, run, stepMs }) {
   return passed;
 }
 
+// sitePeer runs in one of the two site pages: it joins the channel as me,
+// sends one message and waits for the other page's, skipping stored join
+// frames; its own message must not come back.
+async function sitePeer({ url, run, me, other, stepMs }) {
+  const ws = new WebSocket(url, 'mles-websocket');
+  ws.binaryType = 'arraybuffer';
+  const got = [];
+  let wake = () => {};
+  ws.onmessage = (e) => {
+    got.push(e.data);
+    wake();
+  };
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = () => reject(new Error(`${me}: the WebSocket failed to open`));
+    setTimeout(() => reject(new Error(`${me}: not open after ${stepMs} ms`)), stepMs);
+  });
+  ws.send(JSON.stringify({ uid: me, channel: `site-${run}` }));
+  ws.send(`hello from ${me}`);
+  const deadline = Date.now() + stepMs;
+  while (!got.includes(`hello from ${other}`)) {
+    if (Date.now() > deadline) throw new Error(`${me}: nothing from ${other}; got ${JSON.stringify(got).slice(0, 200)}`);
+    await new Promise((r) => {
+      wake = r;
+      setTimeout(r, 100);
+    });
+  }
+  const result = { origin: location.origin, title: document.title, protocol: ws.protocol, echo: got.includes(`hello from ${me}`) };
+  ws.close(1000);
+  return result;
+}
+
+async function siteChecks(context) {
+  const pages = [await context.newPage(), await context.newPage()];
+  for (const p of pages) await p.goto(siteURL, { timeout: 20000 });
+  const [a, b] = await Promise.all([
+    pages[0].evaluate(sitePeer, { url, run, me: 'alice', other: 'bob', stepMs: 10000 }),
+    pages[1].evaluate(sitePeer, { url, run, me: 'bob', other: 'alice', stepMs: 10000 }),
+  ]);
+  for (const [name, r] of [['alice', a], ['bob', b]]) {
+    if (r.title !== 'mles site') throw new Error(`${name}: page title ${JSON.stringify(r.title)}, not the site's`);
+    if (new URL(r.origin).host !== new URL(url).host) throw new Error(`${name}: page origin ${r.origin}, WebSocket ${url}`);
+    if (r.protocol !== 'mles-websocket') throw new Error(`${name}: subprotocol ${JSON.stringify(r.protocol)}`);
+    if (r.echo) throw new Error(`${name}: got its own message back`);
+  }
+  return ['site-page', 'same-origin', 'two-pages'];
+}
+
 async function main() {
   pageServer = http.createServer((req, res) => {
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
@@ -263,7 +315,7 @@ async function main() {
   passed.push('launch');
   console.log(`ok launch ${browserVersion ?? ''}`.trim());
   try {
-    const got = await page.evaluate(pageChecks, { url, run, stepMs: 5000 });
+    const got = siteURL ? await siteChecks(context) : await page.evaluate(pageChecks, { url, run, stepMs: 5000 });
     for (const name of got) {
       passed.push(name);
       console.log(`ok ${name}`);

@@ -30,6 +30,7 @@ import (
 	"github.com/mles/mles/internal/poll"
 	"github.com/mles/mles/internal/testserver"
 	"github.com/mles/mles/server"
+	"github.com/mles/mles/server/www"
 )
 
 const (
@@ -65,12 +66,16 @@ func logger() *slog.Logger {
 
 // startServer starts a server on a loopback port in mode m and shuts it
 // down when the test ends. It returns the server and its WebSocket URL.
-func startServer(t *testing.T, m mode) (*server.Server, string) {
+// mods change the options first.
+func startServer(t *testing.T, m mode, mods ...func(*server.Options)) (*server.Server, string) {
 	t.Helper()
 	opts := testserver.Options(t, m.tls)
 	opts.MaxMessage = maxMessage
 	opts.History = 100
 	opts.Logger = logger()
+	for _, mod := range mods {
+		mod(&opts)
+	}
 	s := testserver.Start(t, opts)
 	scheme := "ws"
 	if m.tls {
@@ -295,4 +300,39 @@ func TestInteropChromium(t *testing.T) {
 	forModes(t, func(t *testing.T, srv *server.Server, url string) {
 		runClient(t, srv, 120*time.Second, os.Environ(), want, node, "chromium.mjs", url)
 	})
+}
+
+// TestInteropChromiumSite: two headless Chromium pages load a page from the
+// server's own static site (the HTTP side with server/www, as -w) and each
+// opens a WebSocket to the same origin (wss:// over TLS, ws:// plain); the
+// pages exchange a message through one channel, nothing echoed.
+func TestInteropChromiumSite(t *testing.T) {
+	node := requireNode(t, "playwright-core")
+	if _, err := os.Stat(chromiumPath); err != nil {
+		unavailable(t, chromiumPath+" missing (Debian package chromium)")
+	}
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "127.0.0.1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	page := `<!doctype html><meta charset="utf-8"><title>mles site</title><p>served by mles -w</p>`
+	if err := os.WriteFile(filepath.Join(root, "127.0.0.1", "index.html"), []byte(page), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	site, err := www.New(www.Config{Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer site.Close()
+	want := []string{"launch", "site-page", "same-origin", "two-pages"}
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			srv, url := startServer(t, m, func(o *server.Options) { o.HTTP = site })
+			pageURL := "http://" + srv.Addr().String() + "/"
+			if m.tls {
+				pageURL = "https://" + srv.Addr().String() + "/"
+			}
+			runClient(t, srv, 120*time.Second, os.Environ(), want, node, "chromium.mjs", url, "--site", pageURL)
+		})
+	}
 }
