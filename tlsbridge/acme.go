@@ -3,6 +3,7 @@ package tlsbridge
 import (
 	"crypto/tls"
 	"errors"
+	"net"
 	"net/http"
 	"strings"
 
@@ -90,7 +91,16 @@ func (a *ACME) TLSConfig() *tls.Config {
 }
 
 // HTTPHandler answers HTTP-01 challenges and passes every other request to
-// fallback (the redirect to https).
+// fallback (the redirect to https). The Host's port is dropped before
+// autocert checks the name against the domains: a validation on a port
+// other than 80 (a test CA, a port forward) names it there.
 func (a *ACME) HTTPHandler(fallback http.Handler) http.Handler {
-	return a.m.HTTPHandler(fallback)
+	h := a.m.HTTPHandler(fallback)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if host, _, err := net.SplitHostPort(r.Host); err == nil {
+			r = r.Clone(r.Context())
+			r.Host = host
+		}
+		h.ServeHTTP(w, r)
+	})
 }

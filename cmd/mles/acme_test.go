@@ -159,3 +159,43 @@ func TestACME(t *testing.T) {
 		t.Fatal("a name outside -d got a certificate")
 	}
 }
+
+// TestACMEHTTP01: pebble validates TLS-ALPN-01 on a port where nothing
+// listens, so that challenge fails and the certificate can only come
+// through HTTP-01, answered by the -r listener on pebble's HTTP port
+// (which still redirects every other request to https).
+func TestACMEHTTP01(t *testing.T) {
+	work := t.TempDir()
+	port, redirPort, nowhere := mlestest.FreePort(t), mlestest.FreePort(t), mlestest.FreePort(t)
+	ca := startPebble(t, work, nowhere, redirPort)
+	mles := mlestest.BuildBin(t, work, "mles", "github.com/mles/mles/cmd/mles")
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	mlestest.StartProcEnv(t, ca.env, mles, addr, nil, nil, "--addr", "127.0.0.1", "-p", strconv.Itoa(port),
+		"-d", acmeDomain, "--acme-directory", ca.dir, "--handshake-timeout", "60s",
+		"-r", "--redirect-port", strconv.Itoa(redirPort))
+
+	cfg := &tls.Config{RootCAs: ca.roots(t), ServerName: acmeDomain}
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 60 * time.Second}, "tcp", addr, cfg)
+	if err != nil {
+		t.Fatalf("TLS with pebble's root: %v", err)
+	}
+	conn.Close()
+	out := ca.log.String()
+	if !strings.Contains(out, "set INVALID by completed challenge") || !strings.Contains(out, "set VALID by completed challenge") {
+		t.Fatalf("want a failed TLS-ALPN-01 authorization, then a valid HTTP-01 one:\n%s", mlestest.Tail(out, 3000))
+	}
+	if d, err := joinRoundTripTLS(addr, "http01", cfg); err != nil {
+		t.Fatalf("join over wss: %v", err)
+	} else {
+		t.Logf("join round trip %v", d)
+	}
+	noFollow := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get("http://127.0.0.1:" + strconv.Itoa(redirPort) + "/x?y=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 301 || resp.Header.Get("Location") != "https://127.0.0.1:"+strconv.Itoa(port)+"/x?y=1" {
+		t.Fatalf("redirect beside HTTP-01: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
