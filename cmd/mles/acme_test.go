@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/mles/mles/internal/mlestest"
 )
@@ -197,5 +200,138 @@ func TestACMEHTTP01(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 301 || resp.Header.Get("Location") != "https://127.0.0.1:"+strconv.Itoa(port)+"/x?y=1" {
 		t.Fatalf("redirect beside HTTP-01: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+// slowProxy forwards TCP connections from a loopback port to target,
+// holding every chunk for delay in each direction: a slow CA.
+func slowProxy(t *testing.T, target string, delay time.Duration) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	pipe := func(dst, src net.Conn) {
+		defer dst.Close()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 {
+				time.Sleep(delay) // the slowness under test, not a wait for a condition
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go pipe(up, c)
+			go pipe(c, up)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestACMEIssuanceInFlight: while a certificate is being issued by a slow
+// CA (in the handshake goroutine of the client that asked for it), members
+// on both reactors keep exchanging messages at loopback speed.
+func TestACMEIssuanceInFlight(t *testing.T) {
+	work := t.TempDir()
+	port := mlestest.FreePort(t)
+	ca := startPebble(t, work, port, mlestest.FreePort(t))
+	slow := slowProxy(t, strings.TrimSuffix(strings.TrimPrefix(ca.dir, "https://"), "/dir"), 150*time.Millisecond)
+	mles := mlestest.BuildBin(t, work, "mles", "github.com/mles/mles/cmd/mles")
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	const other = "late.mles.test"
+	mlestest.StartProcEnv(t, ca.env, mles, addr, nil, nil, "--addr", "127.0.0.1", "-p", strconv.Itoa(port),
+		"-d", acmeDomain, "-d", other, "--acme-directory", "https://"+slow+"/dir",
+		"--handshake-timeout", "2m", "--reactors", "2")
+	roots := ca.roots(t)
+	cfg := &tls.Config{RootCAs: roots, ServerName: acmeDomain}
+	// The first certificate, slowly; then four members, two per reactor
+	// (gnet balances by least connections).
+	if _, err := joinRoundTripTLS(addr, "warm", cfg); err != nil {
+		t.Fatalf("first certificate: %v", err)
+	}
+	dialer := websocket.Dialer{Subprotocols: []string{"mles-websocket"}, TLSClientConfig: cfg, HandshakeTimeout: time.Minute}
+	var members []*websocket.Conn
+	for i := range 4 {
+		c, _, err := dialer.Dial("wss://"+addr+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"uid":"m%d","channel":"busy"}`, i)); err != nil {
+			t.Fatal(err)
+		}
+		members = append(members, c)
+	}
+	roundTrip := func(i int) time.Duration {
+		t.Helper()
+		from, to := members[i%4], members[(i+1)%4]
+		msg := fmt.Sprintf("msg %d", i)
+		start := time.Now()
+		if err := from.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		_ = to.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			_, b, err := to.ReadMessage()
+			if err != nil {
+				t.Fatalf("round trip %d: %v", i, err)
+			}
+			if string(b) == msg {
+				return time.Since(start)
+			}
+		}
+	}
+	// Now a client asks for the other domain: its certificate is ordered
+	// through the slow CA while the members talk.
+	issued := make(chan error, 1)
+	go func() {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Minute}, "tcp", addr, &tls.Config{RootCAs: roots, ServerName: other})
+		if err == nil {
+			c.Close()
+		}
+		issued <- err
+	}()
+	var worst time.Duration
+	n := 0
+	for ; ; n++ {
+		select {
+		case err := <-issued:
+			if err != nil {
+				t.Fatalf("the second certificate: %v", err)
+			}
+			if n < 20 {
+				t.Fatalf("issuance took only %d round trips: not slow enough to show anything", n)
+			}
+			t.Logf("%d round trips during the issuance, the slowest %v", n, worst)
+			return
+		default:
+		}
+		d := roundTrip(n)
+		worst = max(worst, d)
+		// A loop blocked by the issuance would hold a round trip for
+		// seconds (the CA answers every chunk 150 ms late, over dozens
+		// of exchanges); loopback round trips take about a millisecond,
+		// and a busy 2-core machine may add a few hundred.
+		if d > 1500*time.Millisecond {
+			t.Fatalf("round trip %d took %v while a certificate was being issued", n, d)
+		}
 	}
 }
