@@ -297,7 +297,7 @@ func run(args []string) error {
 		site = h
 	}
 	if site != nil || len(rules) > 0 {
-		o.HTTP = www.Routes(rules, site)
+		o.HTTP = www.OnlyHosts(f.domains, www.Routes(rules, site))
 	}
 
 	srv, err := server.New(*o)

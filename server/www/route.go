@@ -97,3 +97,24 @@ func Redirect(httpsPort int) http.Handler {
 		http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusMovedPermanently)
 	})
 }
+
+// OnlyHosts passes to h the requests whose Host (port stripped, case
+// folded) is one of hosts, and answers the others 404: with -d, the HTTP
+// side serves only the certificate's names, as mles-rs does. No hosts
+// passes everything.
+func OnlyHosts(hosts []string, h http.Handler) http.Handler {
+	if len(hosts) == 0 {
+		return h
+	}
+	allowed := make([]string, len(hosts))
+	for i, d := range hosts {
+		allowed[i] = strings.ToLower(strings.TrimSuffix(d, "."))
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if host, ok := hostName(r); !ok || !slices.Contains(allowed, host) {
+			http.NotFound(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}

@@ -1,6 +1,7 @@
 package www
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -96,5 +97,22 @@ func TestRedirect(t *testing.T) {
 	Redirect(443).ServeHTTP(w, req)
 	if w.Code != 400 {
 		t.Errorf("no Host: %d, want 400", w.Code)
+	}
+}
+
+func TestOnlyHosts(t *testing.T) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	h := OnlyHosts([]string{"Example.org."}, ok)
+	for host, want := range map[string]int{"example.org": 200, "EXAMPLE.org:443": 200, "other.org": 404, "": 404, "example.org.evil": 404} {
+		req := httptest.NewRequest("GET", "/", nil)
+		req.Host = host
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != want {
+			t.Errorf("Host %q: %d, want %d", host, w.Code, want)
+		}
+	}
+	if got := OnlyHosts(nil, ok); fmt.Sprintf("%p", got) != fmt.Sprintf("%p", ok) {
+		t.Error("OnlyHosts without hosts wraps the handler")
 	}
 }
