@@ -85,6 +85,8 @@
 //   - handshake.go: the incremental HTTP upgrade parser (UpgradeParser).
 //   - response.go: the answers to it (101 with the accept key, HTTP errors).
 //   - frame.go: the incremental RFC 6455 frame reader and validator.
+//   - message.go: what the reader hands out after an event (Message,
+//     Frame, TakeFrame, Control) and how it keeps its buffer.
 //   - write.go: frames, close frames and join frames for the server to send.
 //   - close.go: close codes, reasons and CloseCodeOf.
 //   - header.go: the Mles header frame (DecodeHeader, its limits).
