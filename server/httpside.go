@@ -202,15 +202,19 @@ func (h *httpConn) Read(p []byte) (int, error) {
 
 func (h *httpConn) Write(p []byte) (int, error) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	for {
+		var err error
 		switch {
 		case h.closed:
-			return 0, net.ErrClosed
+			err = net.ErrClosed
 		case h.gone:
-			return 0, io.ErrClosedPipe
+			err = io.ErrClosedPipe
 		case !h.wdl.IsZero() && !time.Now().Before(h.wdl):
-			return 0, os.ErrDeadlineExceeded
+			err = os.ErrDeadlineExceeded
+		}
+		if err != nil {
+			h.mu.Unlock()
+			return 0, err
 		}
 		if len(h.out)+h.unsent < httpOutMax {
 			break
@@ -218,19 +222,32 @@ func (h *httpConn) Write(p []byte) (int, error) {
 		h.cond.Wait()
 	}
 	h.out = append(h.out, p...)
-	h.wake()
+	kick := h.claimWake()
+	h.mu.Unlock()
+	if kick {
+		h.wake()
+	}
 	return len(p), nil
 }
 
-// wake queues flushRun on the loop once; mu is held.
-func (h *httpConn) wake() {
+// claimWake reports whether the caller is to queue flushRun on the loop:
+// once until the loop has run it. mu is held.
+func (h *httpConn) claimWake() bool {
 	if h.queued {
-		return
+		return false
 	}
 	h.queued = true
+	return true
+}
+
+// wake queues flushRun on the loop, outside mu: the loop takes mu, and
+// Execute writes to the loop's eventfd.
+func (h *httpConn) wake() {
 	if err := h.c.l.el.Execute(context.Background(), h.flushRun); err != nil {
+		h.mu.Lock()
 		h.gone = true // engine stopping
 		h.cond.Broadcast()
+		h.mu.Unlock()
 	}
 }
 
@@ -238,14 +255,16 @@ func (h *httpConn) wake() {
 // then the loop closes the socket.
 func (h *httpConn) Close() error {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.closed {
+		h.mu.Unlock()
 		return nil
 	}
 	h.closed = true
 	h.stopTimers()
 	h.cond.Broadcast()
-	if !h.gone {
+	kick := !h.gone && h.claimWake()
+	h.mu.Unlock()
+	if kick {
 		h.wake()
 	}
 	return nil
