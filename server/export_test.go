@@ -59,3 +59,36 @@ func (s *Server) HoldLoops() (release func()) {
 	}
 	return func() { close(done) }
 }
+
+// HoldLoopsExcept is HoldLoops for every loop but the one that owns the
+// connection from the client address addr (host:port, as the client's
+// LocalAddr): that client's bytes are read and published while the other
+// loops wait. held is how many loops it holds (0 when all connections
+// share the client's loop).
+func (s *Server) HoldLoopsExcept(addr string) (release func(), held int) {
+	loops := *s.loops.Load()
+	type answer struct{ held bool }
+	answers, done := make(chan answer, len(loops)), make(chan struct{})
+	for _, l := range loops {
+		err := l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			for c := range l.conns {
+				if !c.dead && c.gc.RemoteAddr().String() == addr {
+					answers <- answer{false}
+					return nil
+				}
+			}
+			answers <- answer{true}
+			<-done
+			return nil
+		}))
+		if err != nil {
+			answers <- answer{false}
+		}
+	}
+	for range loops {
+		if (<-answers).held {
+			held++
+		}
+	}
+	return func() { close(done) }, held
+}

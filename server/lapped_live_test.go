@@ -223,10 +223,11 @@ func TestLappedWhilePaused(t *testing.T) {
 // that loop gets to it: when it finds its next message overwritten, the
 // member gets the messages before it, then 1008 "slow consumer". SlowGrace
 // is ten minutes and MaxPending the default 4 MiB: nothing but the lap can
-// close it. The member's loop may keep up with a burst, so bursts repeat
-// until the lap. (On one loop a burst no longer laps a member whose output
-// has room: its publisher's loop drains the group every half ring,
-// TestRoundBurstNoLap.)
+// close it. The member's loop is held while the publisher's loop reads
+// the burst (HoldLoopsExcept), so the first burst laps it; should the
+// publisher share the member's loop, the next burst comes from a new one.
+// (On one loop a burst no longer laps a member whose output has room: its
+// publisher's loop drains the group every half ring, TestRoundBurstNoLap.)
 //
 // Each burst comes from a new publisher, closed after it. The publisher
 // itself is never closed: its own messages, which it is not sent, do not
@@ -280,7 +281,16 @@ func TestLappedByBurst(t *testing.T) {
 				frames.Write(maskedFrame(ws.OpBinary, true, 0, seqPayload(0, uint32(sent+k), size)))
 			}
 			frames.Write(maskedFrame(ws.OpPing, true, 0, []byte("burst")))
+			// The member's loop waits while the publisher's loop reads
+			// and publishes the burst, so that it finds its next
+			// message overwritten when it drains: the lap does not
+			// depend on which loop the scheduler runs first. (When
+			// the publisher landed on the member's loop, nothing is
+			// held and that loop keeps the member up: the next round
+			// tries again.)
+			release, held := ts.HoldLoopsExcept(pub.conn.LocalAddr().String())
 			if err := pub.write(frames.Bytes()); err != nil {
+				release()
 				t.Fatalf("round %d: publish: %v", round, err)
 			}
 			sent += burst
@@ -291,12 +301,17 @@ func TestLappedByBurst(t *testing.T) {
 					t.Fatalf("round %d: publisher: no pong: %v", round, err)
 				}
 				if f.Header.OpCode == ws.OpClose {
+					release()
 					code, reason := ws.ParseCloseFrameData(f.Payload)
 					t.Fatalf("round %d: the publisher was closed %d %q by its own burst", round, code, reason)
 				}
 				if f.Header.OpCode == ws.OpPong {
 					break
 				}
+			}
+			release()
+			if held == 0 {
+				t.Logf("round %d: the publisher shared the member's loop", round)
 			}
 			pub.Close()
 			var members int64
