@@ -204,7 +204,9 @@ func (g *group) drain() {
 	}
 	clear(subs)
 	l.subs = subs[:0]
-	l.shared = shared[:0]
+	if built {
+		l.shared = shared[:0] // keep what share grew; a drain that built nothing leaves it
+	}
 	g.next = high // where the members that kept up are
 	g.mark.Set(low)
 	g.ch.ring.Trim()
