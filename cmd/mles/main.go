@@ -289,7 +289,7 @@ func run(args []string) error {
 	}
 	var site http.Handler
 	if f.wwwroot != "" {
-		h, err := www.New(www.Config{Root: f.wwwroot, Hosts: f.domains, FileLimit: f.fileLimit, CompressionCache: int64(f.zcacheMB) << 20})
+		h, err := www.New(www.Config{Root: f.wwwroot, FileLimit: f.fileLimit, CompressionCache: int64(f.zcacheMB) << 20})
 		if err != nil {
 			return err
 		}

@@ -1,15 +1,17 @@
-// Package www serves the static site of an Mles server (SPEC 3, mles-rs
-// -w/--wwwroot): DIR/<host>/<path>, where host is the request's Host with
-// the port stripped and case folded, index.html for a directory, the
-// content type by extension, HEAD, ETag and Last-Modified with conditional
-// GET, and Range (net/http's ServeContent), and text-like files brotli-,
-// zstd- or gzip-compressed from a bounded cache (compress.go). No path leaves the host's
-// directory: ".." and symbolic links out of it are refused (os.Root), as
-// are hosts that are not a plain name. A .json file gets
-// Access-Control-Allow-Origin: * as in mles-rs. At most FileLimit files are
-// read at once (mles-rs -f/--filelimit).
+// Package www holds the handlers of an Mles server's HTTP side (SPEC 3).
+// Handler serves the static site (mles-rs -w/--wwwroot): DIR/<host>/<path>,
+// where host is the request's Host with the port stripped and case folded,
+// index.html for a directory, the content type by extension, HEAD, ETag
+// and Last-Modified with conditional GET, and Range (net/http's
+// ServeContent), and text-like files brotli-, zstd- or gzip-compressed
+// from a bounded cache (compress.go). No path leaves the host's directory:
+// ".." and symbolic links out of it are refused (os.Root), as are hosts
+// that are not a plain name. A .json file gets Access-Control-Allow-Origin:
+// * as in mles-rs. At most FileLimit files are read at once (mles-rs
+// -f/--filelimit). route.go has the proxies (-P), the redirect (-r) and
+// OnlyHosts, which keeps the whole HTTP side to the -d domains.
 //
-// The handler runs on the server's HTTP side, off the event loops.
+// The handlers run on the server's HTTP side, off the event loops.
 package www
 
 import (
@@ -20,7 +22,6 @@ import (
 	"net/http"
 	"os"
 	"path"
-	"slices"
 	"strings"
 	"time"
 )
@@ -32,9 +33,6 @@ const DefaultFileLimit = 256
 type Config struct {
 	// Root is the site directory; a host's files are in Root/<host>.
 	Root string
-	// Hosts, when set, are the only hosts served (mles-rs serves only its
-	// --domains); others get 404. Case does not matter.
-	Hosts []string
 	// FileLimit is the most files read at once; 0 means DefaultFileLimit.
 	// A request beyond it waits for a slot while its client is connected.
 	FileLimit int
@@ -46,7 +44,6 @@ type Config struct {
 // Handler is the static site's http.Handler.
 type Handler struct {
 	root  *os.Root
-	hosts []string
 	slots chan struct{}
 	zc    *zcache // nil: no compression
 }
@@ -61,11 +58,7 @@ func New(cfg Config) (*Handler, error) {
 	if limit <= 0 {
 		limit = DefaultFileLimit
 	}
-	hosts := make([]string, len(cfg.Hosts))
-	for i, h := range cfg.Hosts {
-		hosts[i] = strings.ToLower(h)
-	}
-	return &Handler{root: root, hosts: hosts, slots: make(chan struct{}, limit), zc: newZCache(cfg.CompressionCache)}, nil
+	return &Handler{root: root, slots: make(chan struct{}, limit), zc: newZCache(cfg.CompressionCache)}, nil
 }
 
 // Close releases the site directory.
@@ -93,7 +86,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	host, ok := hostName(r)
-	if !ok || (len(h.hosts) > 0 && !slices.Contains(h.hosts, host)) {
+	if !ok {
 		http.NotFound(w, r)
 		return
 	}

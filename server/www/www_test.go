@@ -177,11 +177,12 @@ func TestServeHeaders(t *testing.T) {
 }
 
 func TestServeHosts(t *testing.T) {
-	h, err := New(Config{Root: site(t), Hosts: []string{"Example.org"}})
+	files, err := New(Config{Root: site(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h.Close()
+	defer files.Close()
+	h := OnlyHosts([]string{"Example.org"}, files)
 	if r := get(t, h, "GET", "example.org", "/", nil); r.StatusCode != 200 {
 		t.Fatalf("a listed host: status %d", r.StatusCode)
 	}
