@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -260,5 +262,67 @@ func TestHTTPSideShutdown(t *testing.T) {
 		if _, err := io.Copy(io.Discard, idle); err != nil && !strings.Contains(err.Error(), "reset") {
 			t.Fatalf("idle connection after Shutdown: %v", err)
 		}
+	})
+}
+
+// TestHTTPSideInputBound: a handler that has not read its request body yet
+// holds the client's bytes up to the HTTP side's 1 MiB input bound: a body
+// well under it arrives whole once the handler reads, one past it closes
+// the connection without an answer, and the connection is released.
+func TestHTTPSideInputBound(t *testing.T) {
+	forModes(t, func(t *testing.T, m mode) {
+		proceed := make(chan struct{})
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select { // read nothing until the test says so
+			case <-proceed:
+			case <-r.Context().Done():
+				return
+			}
+			n, err := io.Copy(io.Discard, r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), 500)
+				return
+			}
+			fmt.Fprintf(w, "%d", n)
+		})
+		ts := startServer(t, m, func(o *server.Options) { o.HTTP = h })
+		post := func(size int) net.Conn {
+			c := ts.dialHTTP(t)
+			hdr := fmt.Sprintf("POST /up HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n", size)
+			go func() { _, _ = c.Write(append([]byte(hdr), make([]byte, size)...)) }()
+			return c
+		}
+
+		// Under the bound (the header and 960 KiB): held, then read whole.
+		const under = 960 << 10
+		c := post(under)
+		defer c.Close()
+		poll.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+			if n := ts.Stats().Conns; n != 1 {
+				return fmt.Errorf("Stats().Conns = %d", n)
+			}
+			return nil
+		})
+		// Past the bound: 2 MiB the handler does not read.
+		over := post(2 << 20)
+		defer over.Close()
+		_ = over.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if b, err := io.ReadAll(over); len(b) != 0 {
+			t.Fatalf("past the bound: %d bytes of answer (%q), want the connection closed", len(b), b)
+		} else if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatal("past the bound: the connection was not closed")
+		}
+		close(proceed)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("under the bound: %v", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != strconv.Itoa(under) {
+			t.Fatalf("under the bound: %d %q, want 200 %d", resp.StatusCode, b, under)
+		}
+		c.Close()
+		ts.waitConns(t, 0)
 	})
 }

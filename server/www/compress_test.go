@@ -157,3 +157,36 @@ func TestCompressionCacheBound(t *testing.T) {
 		t.Fatal("CompressionCache 0 compresses")
 	}
 }
+
+// TestCompressionSizeBounds: a text file of exactly compressMax bytes goes
+// out compressed, one byte more as it is; compressMin likewise from below.
+func TestCompressionSizeBounds(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "example.org")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	line := "a compressible line of text for the bounds\n"
+	for name, size := range map[string]int{"max.txt": compressMax, "over.txt": compressMax + 1, "min.txt": compressMin, "under.txt": compressMin - 1} {
+		b := []byte(strings.Repeat(line, size/len(line)+1))[:size]
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := New(Config{Root: root, CompressionCache: 32 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	for name, want := range map[string]string{"max.txt": "gzip", "over.txt": "", "min.txt": "gzip", "under.txt": ""} {
+		r := get(t, h, "GET", "example.org", "/"+name, map[string]string{"Accept-Encoding": "gzip"})
+		if got := r.Header.Get("Content-Encoding"); got != want {
+			t.Errorf("%s: Content-Encoding %q, want %q", name, got, want)
+		}
+		b := decode(t, want, []byte(body(r)))
+		info, _ := os.Stat(filepath.Join(dir, name))
+		if int64(len(b)) != info.Size() {
+			t.Errorf("%s: %d bytes after decoding, the file has %d", name, len(b), info.Size())
+		}
+	}
+}

@@ -2,6 +2,7 @@ package www
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -194,5 +195,65 @@ func TestServeHosts(t *testing.T) {
 func TestNewMissingRoot(t *testing.T) {
 	if _, err := New(Config{Root: filepath.Join(t.TempDir(), "none")}); err == nil || !strings.Contains(err.Error(), "wwwroot") {
 		t.Fatalf("err = %v, want a wwwroot error", err)
+	}
+}
+
+// TestFileLimit: with FileLimit 1, a download whose client does not read
+// holds the one slot and a second request waits; when the first client
+// goes, the second is served.
+func TestFileLimit(t *testing.T) {
+	root := site(t)
+	big := filepath.Join(root, "example.org", "big.bin")
+	if err := os.WriteFile(big, make([]byte, 32<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Config{Root: root, FileLimit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	stalled, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	if _, err := io.WriteString(stalled, "GET /big.bin HTTP/1.1\r\nHost: example.org\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// The first bytes of the answer say its handler holds the slot; then
+	// it reads no more, and the handler blocks in its write.
+	if _, err := stalled.Read(make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+
+	done := make(chan string, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", srv.URL+"/app.js", nil)
+		req.Host = "example.org"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- string(b)
+	}()
+	select {
+	case got := <-done:
+		t.Fatalf("a second file served while the only slot is held: %q", got)
+	case <-time.After(300 * time.Millisecond): // absence: it may only come late, never early
+	}
+	stalled.Close()
+	select {
+	case got := <-done:
+		if got != "console.log(1)" {
+			t.Fatalf("the waiting request got %q", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting request was not served after the slot was freed")
 	}
 }
