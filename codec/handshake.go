@@ -75,6 +75,10 @@ type Request struct {
 	// Key is Sec-WebSocket-Key as sent, for AppendUpgradeResponse. It is
 	// set only when Upgrade is.
 	Key [24]byte
+	// ForwardedFor is the X-Forwarded-For header, its lines joined with
+	// ", " in order (RFC 7230 section 3.2.2); empty when absent. The server
+	// reads it only from a trusted proxy.
+	ForwardedFor string
 }
 
 // UpgradeParser parses an HTTP/1.1 request header block incrementally, as
@@ -166,6 +170,7 @@ type headerFacts struct {
 	key          []byte
 	keyCount     int
 	offersMlesWS bool
+	forwarded    []byte // X-Forwarded-For; a copy once a second line joins it
 }
 
 // parseBlock parses the request line and header lines of block (which
@@ -188,6 +193,9 @@ func (p *UpgradeParser) parseBlock(block []byte) error {
 	req := &p.Request
 	*req = Request{Method: internMethod(method), HTTP11: http11}
 	req.Path, req.Host = cloneStrings(target, f.host) // the bytes belong to the caller's read buffer
+	if len(f.forwarded) > 0 {
+		req.ForwardedFor = string(f.forwarded)
+	}
 	if !f.upgradeWS {
 		return nil
 	}
@@ -295,6 +303,12 @@ func (f *headerFacts) addLine(line []byte) error {
 		// token as sent); mles-rs wants the whole value, we also accept it
 		// inside a list or in a repeated header (SPEC 1.1).
 		f.offersMlesWS = f.offersMlesWS || listHas(value, Subprotocol, false)
+	case equalFold(name, "X-Forwarded-For"):
+		if len(f.forwarded) > 0 {
+			f.forwarded = append(append(append([]byte(nil), f.forwarded...), ", "...), value...)
+		} else {
+			f.forwarded = value
+		}
 	}
 	return nil
 }

@@ -472,3 +472,38 @@ func TestUpgradeParserSplitTerminator(t *testing.T) {
 		}
 	}
 }
+
+// TestUpgradeParserForwardedFor: X-Forwarded-For is kept, its lines joined
+// in order, whole or fed one byte at a time; a request without it has none.
+func TestUpgradeParserForwardedFor(t *testing.T) {
+	tests := []struct {
+		extra []string
+		want  string
+	}{
+		{nil, ""},
+		{[]string{"X-Forwarded-For: 192.0.2.1"}, "192.0.2.1"},
+		{[]string{"x-forwarded-for:  192.0.2.1, 198.51.100.2 "}, "192.0.2.1, 198.51.100.2"},
+		{[]string{"X-Forwarded-For: 192.0.2.1", "X-Real-IP: 1.1.1.1", "X-Forwarded-For: 2001:db8::1", "X-Forwarded-For: 198.51.100.9"},
+			"192.0.2.1, 2001:db8::1, 198.51.100.9"},
+	}
+	for _, tc := range tests {
+		in := []byte(mlestest.UpgradeRequest(exampleHost, sampleKey, tc.extra))
+		var whole UpgradeParser
+		if n, err := whole.Parse(in); n != len(in) || err != nil {
+			t.Fatalf("%q: Parse = %d, %v", tc.extra, n, err)
+		}
+		if got := whole.Request.ForwardedFor; got != tc.want || !whole.Request.Upgrade {
+			t.Errorf("%q: ForwardedFor %q (upgrade %v), want %q", tc.extra, got, whole.Request.Upgrade, tc.want)
+		}
+		var bytewise UpgradeParser
+		for i := 1; i <= len(in); i++ {
+			n, err := bytewise.Parse(in[:i])
+			if err != nil || (n != 0) != (i == len(in)) {
+				t.Fatalf("%q: byte %d: Parse = %d, %v", tc.extra, i, n, err)
+			}
+		}
+		if got := bytewise.Request.ForwardedFor; got != tc.want {
+			t.Errorf("%q byte by byte: ForwardedFor %q, want %q", tc.extra, got, tc.want)
+		}
+	}
+}

@@ -30,6 +30,8 @@ const (
 	closeTLSError                     // TLS handshake or record error
 	closeHTTP                         // HTTP request answered with an error status or 404
 	closeHTTPDone                     // the HTTP side closed its connection
+	closeProxyHeader                  // no valid PROXY protocol header (--proxy-protocol)
+	closeRefused                      // over a per-address limit once the PROXY header named the client
 )
 
 // closeInfo is the close code and reason text a closeReason sends. Code 0
@@ -57,6 +59,8 @@ var closeInfo = [...]struct {
 	closeTLSError:         {0, "", "tls error"},
 	closeHTTP:             {0, "", "http"},
 	closeHTTPDone:         {0, "", "http done"},
+	closeProxyHeader:      {0, "", "proxy header"},
+	closeRefused:          {0, "", "refused"},
 }
 
 func (r closeReason) String() string { return closeInfo[r].name }

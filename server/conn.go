@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"time"
+	"net/netip"
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
@@ -20,6 +20,7 @@ type connState uint8
 
 const (
 	stHello     connState = iota // TLS: waiting for the whole ClientHello (no goroutine yet)
+	stProxy                      // --proxy-protocol: waiting for the PROXY header (proxy.go)
 	stQueued                     // TLS: ClientHello in, waiting for a handshake slot
 	stHandshake                  // TLS handshake in its goroutine
 	stUpgrade                    // reading the HTTP upgrade request
@@ -85,6 +86,10 @@ type conn struct {
 	pong    *[]byte // the payload of a ping answered once part is out (rare)
 
 	closeText string // the close frame's reason (fCloseFrame)
+
+	// client is the client's address when a PROXY header or
+	// X-Forwarded-For named it; nil when it is the socket's peer.
+	client *netip.AddrPort
 }
 
 // connFlags are the connection's small yes/no states, packed.
@@ -97,6 +102,7 @@ const (
 	fNotify                           // a TLS close_notify is due with it
 	fHardClose                        // gc.Close was called
 	fPong                             // a pong is due once part is out
+	fCounted                          // counted by the per-address limits (released at close)
 )
 
 // OnOpen admits a connection, or refuses it when the server is draining or
@@ -110,31 +116,36 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		s.log.Info("connection refused", "remote", gc.RemoteAddr().String(), "conns", n-1, "draining", s.draining.Load())
 		return nil, gnet.Close
 	}
-	if !s.rate.allow(gc.RemoteAddr(), time.Now()) {
+	peer := tcpAddrPort(gc.RemoteAddr()).Addr()
+	switch {
+	case s.opts.ProxyProtocol && len(s.opts.TrustedProxies) > 0 && !s.trusted(peer):
 		s.conns.Add(-1)
-		s.refusedRate.Add(1)
-		s.log.Info("connection refused", "remote", gc.RemoteAddr().String(), "reason", "rate-limit")
+		s.log.Info("connection refused", "remote", gc.RemoteAddr().String(), "reason", "not a trusted proxy")
 		return nil, gnet.Close
-	}
-	if !s.perIP.acquire(gc.RemoteAddr()) {
-		s.conns.Add(-1)
-		s.refusedPerIP.Add(1)
-		s.log.Info("connection refused", "remote", gc.RemoteAddr().String(), "reason", "max-conns-per-ip")
-		return nil, gnet.Close
+	case s.opts.ProxyProtocol || s.trusted(peer):
+		// The limits wait for the client's address: the PROXY header,
+		// or X-Forwarded-For at the upgrade (proxy.go).
+	default:
+		if reason := s.admit(peer); reason != "" {
+			s.conns.Add(-1)
+			s.log.Info("connection refused", "remote", gc.RemoteAddr().String(), "reason", reason)
+			return nil, gnet.Close
+		}
 	}
 	l := s.loopFor(gc.EventLoop())
 	l.tick()
 	c := &conn{s: s, l: l, gc: gc, id: s.nextID.Add(1)}
 	l.conns[c] = struct{}{}
 	gc.SetContext(c)
-	if s.opts.Plain {
-		c.state = stUpgrade
-		c.deadline = l.now + int64(s.opts.HandshakeTimeout)
-		c.up = newUpgradeState()
+	switch {
+	case s.opts.ProxyProtocol:
+		c.state = stProxy
+		c.deadline = l.now + int64(s.opts.HelloTimeout)
 		return nil, gnet.None
+	case !s.trusted(peer):
+		c.flags |= fCounted
 	}
-	c.state = stHello
-	c.deadline = l.now + int64(s.opts.HelloTimeout)
+	c.begin()
 	return nil, gnet.None
 }
 
@@ -150,6 +161,10 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	}
 	l := c.l
 	l.tick()
+	if c.state == stProxy && !c.onProxy() {
+		c.flush()
+		return gnet.None
+	}
 	if c.state == stHello || c.state == stQueued {
 		c.onHello()
 		c.flush()
@@ -267,7 +282,7 @@ func (c *conn) flush() {
 func (c *conn) sweep() {
 	now := c.l.now
 	switch c.state {
-	case stHello:
+	case stProxy, stHello:
 		if now >= c.deadline {
 			c.closeWith(closeHelloTimeout)
 		}
@@ -409,7 +424,9 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	c.releaseUpgrade()
 	delete(l.conns, c)
 	s.conns.Add(-1)
-	s.perIP.release(gc.RemoteAddr())
+	if c.flags&fCounted != 0 {
+		s.perIP.release(c.clientAddr().Addr())
+	}
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		s.log.Debug("closed", "conn", c.id, "reason", c.reason.String(), "err", err)
 	}

@@ -51,14 +51,14 @@ func (c *conn) onHello() {
 			if tlsbridge.LooksLikeHTTP(p) {
 				_, _ = c.gc.Write([]byte(tlsbridge.PlainHTTPResponse))
 			}
-			c.s.log.Info("tls handshake failed", "conn", c.id, "remote", c.gc.RemoteAddr().String(), "err", err)
+			c.s.log.Info("tls handshake failed", "conn", c.id, "remote", c.remote(), "err", err)
 			c.closeWith(closeTLSError)
 			return
 		}
 		if !ok {
 			return
 		}
-		k, _ := ipKey(c.gc.RemoteAddr())
+		k, _ := addrKey(c.clientAddr().Addr())
 		var granted bool
 		c.hs, granted = c.s.gate.acquire(c.gc, k)
 		if !granted {
@@ -144,7 +144,7 @@ func (c *conn) handshakeFailed() {
 	if tlsbridge.IsPlainHTTP(err) {
 		_, _ = c.gc.Write([]byte(tlsbridge.PlainHTTPResponse))
 	}
-	c.s.log.Info("tls handshake failed", "conn", c.id, "remote", c.gc.RemoteAddr().String(), "err", err)
+	c.s.log.Info("tls handshake failed", "conn", c.id, "remote", c.remote(), "err", err)
 	c.closeWith(closeTLSError)
 }
 
@@ -184,6 +184,9 @@ func (c *conn) onUpgrade(p []byte) {
 		return
 	}
 	req := &u.p.Request
+	if req.Upgrade && c.flags&fCounted == 0 && c.s.trusted(c.clientAddr().Addr()) && !c.admitForwarded(req.ForwardedFor) {
+		return
+	}
 	if !req.Upgrade {
 		if c.s.http == nil {
 			c.httpError(404, "not found")
@@ -202,7 +205,7 @@ func (c *conn) onUpgrade(p []byte) {
 }
 
 func (c *conn) httpError(status int, reason string) {
-	c.s.log.Info("upgrade refused", "conn", c.id, "remote", c.gc.RemoteAddr().String(), "status", status, "reason", reason)
+	c.s.log.Info("upgrade refused", "conn", c.id, "remote", c.remote(), "status", status, "reason", reason)
 	c.send(codec.AppendHTTPError(c.l.out[:0], status, reason))
 	c.closeWith(closeHTTP)
 }

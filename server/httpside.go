@@ -106,6 +106,9 @@ func (c *conn) startHTTP(p []byte) {
 		local:  c.gc.LocalAddr(),
 		remote: c.gc.RemoteAddr(),
 	}
+	if c.client != nil { // from the PROXY header
+		h.remote = net.TCPAddrFromAddrPort(*c.client)
+	}
 	h.cond.L = &h.mu
 	h.flushRun = func(context.Context) error {
 		c.l.tick()
@@ -126,7 +129,7 @@ func (c *conn) startHTTP(p []byte) {
 // onHTTP feeds the client's bytes to its HTTP connection.
 func (c *conn) onHTTP(p []byte) {
 	if !c.hc.feed(p) {
-		c.s.log.Info("http input over the limit", "conn", c.id, "remote", c.gc.RemoteAddr().String())
+		c.s.log.Info("http input over the limit", "conn", c.id, "remote", c.remote())
 		c.hc.fail()
 		c.closeWith(closeHTTP)
 	}

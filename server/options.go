@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"time"
 )
@@ -71,6 +72,19 @@ type Options struct {
 	// /64) may open per minute, refused at accept before TLS (SPEC 3,
 	// mles-rs --rate-limit); a burst of RateLimit is allowed. 0: unlimited.
 	RateLimit int
+	// ProxyProtocol expects a PROXY protocol header (HAProxy's v1 text or
+	// v2 binary, as HAProxy's send-proxy and nginx's proxy_protocol send
+	// it) first on every connection, and takes the client's address from
+	// it for the limits above and the logs. A connection without one is
+	// closed. With TrustedProxies set, only those addresses may connect.
+	ProxyProtocol bool
+	// TrustedProxies are the proxies whose X-Forwarded-For header names
+	// the client of a WebSocket upgrade: from them, MaxConnsPerIP and
+	// RateLimit apply at the upgrade to the right-most address of the
+	// header that is not itself a trusted proxy (to the proxy's own when
+	// the header is absent), not at accept. Ordinary HTTP requests through
+	// them are not limited. Empty: X-Forwarded-For is ignored.
+	TrustedProxies []netip.Prefix
 	// MaxPending bounds a member's unsent outbound bytes before it is
 	// paused and, past SlowGrace, closed as a slow consumer. Default 4 MiB.
 	MaxPending int
@@ -233,6 +247,11 @@ func (o *Options) Validate() error {
 	}
 	if o.RateLimit < 0 {
 		return fmt.Errorf("server: RateLimit (--rate-limit) %d: must be 0 (unlimited) or positive", o.RateLimit)
+	}
+	for _, p := range o.TrustedProxies {
+		if !p.IsValid() {
+			return fmt.Errorf("server: TrustedProxies (--trusted-proxies) %v: not an address prefix", p)
+		}
 	}
 	if o.MaxConnsPerIP < 0 {
 		return fmt.Errorf("server: MaxConnsPerIP (--max-conns-per-ip) %d: must be 0 (unlimited) or positive", o.MaxConnsPerIP)

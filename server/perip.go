@@ -28,12 +28,13 @@ func newIPLimiter(max int) *ipLimiter {
 // ipKey is the counting key of a remote address, ok false when it has none
 // (not TCP).
 func ipKey(a net.Addr) (netip.Addr, bool) {
-	ta, ok := a.(*net.TCPAddr)
-	if !ok {
-		return netip.Addr{}, false
-	}
-	ip, ok := netip.AddrFromSlice(ta.IP)
-	if !ok {
+	return addrKey(tcpAddrPort(a).Addr())
+}
+
+// addrKey is the counting key of a client address: IPv4 as is (mapped
+// IPv6 unmapped), IPv6 its /64; ok false for the zero Addr.
+func addrKey(ip netip.Addr) (netip.Addr, bool) {
+	if !ip.IsValid() {
 		return netip.Addr{}, false
 	}
 	ip = ip.Unmap()
@@ -44,13 +45,24 @@ func ipKey(a net.Addr) (netip.Addr, bool) {
 	return ip, true
 }
 
+// tcpAddrPort is a's address and port, IPv4 unmapped; the zero AddrPort
+// when a is not TCP.
+func tcpAddrPort(a net.Addr) netip.AddrPort {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return netip.AddrPort{}
+	}
+	ap := ta.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
 // acquire counts a new connection from a, or reports false when a is at the
 // limit. A nil limiter admits everything.
-func (l *ipLimiter) acquire(a net.Addr) bool {
+func (l *ipLimiter) acquire(a netip.Addr) bool {
 	if l == nil {
 		return true
 	}
-	k, ok := ipKey(a)
+	k, ok := addrKey(a)
 	if !ok {
 		return true
 	}
@@ -65,11 +77,11 @@ func (l *ipLimiter) acquire(a net.Addr) bool {
 }
 
 // release uncounts a connection that acquire admitted.
-func (l *ipLimiter) release(a net.Addr) {
+func (l *ipLimiter) release(a netip.Addr) {
 	if l == nil {
 		return
 	}
-	k, ok := ipKey(a)
+	k, ok := addrKey(a)
 	if !ok {
 		return
 	}

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"net"
 	"net/netip"
 	"sync"
 	"time"
@@ -41,11 +40,11 @@ func newRateLimiter(perMinute int) *rateLimiter {
 
 // allow takes a token for a new connection from a at now, or reports false
 // when the address has used its allowance. A nil limiter allows all.
-func (r *rateLimiter) allow(a net.Addr, now time.Time) bool {
+func (r *rateLimiter) allow(a netip.Addr, now time.Time) bool {
 	if r == nil {
 		return true
 	}
-	k, ok := ipKey(a)
+	k, ok := addrKey(a)
 	if !ok {
 		return true
 	}

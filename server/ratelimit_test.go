@@ -1,18 +1,18 @@
 package server
 
 import (
-	"net"
+	"net/netip"
 	"testing"
 	"time"
 )
 
 func TestRateLimiter(t *testing.T) {
 	r := newRateLimiter(3)
-	a := &net.TCPAddr{IP: net.ParseIP("192.0.2.1")}
-	b := &net.TCPAddr{IP: net.ParseIP("192.0.2.2")}
-	v6a := &net.TCPAddr{IP: net.ParseIP("2001:db8::1")}
-	v6b := &net.TCPAddr{IP: net.ParseIP("2001:db8::ffff:1")} // the same /64
-	v6c := &net.TCPAddr{IP: net.ParseIP("2001:db8:0:1::1")}  // another /64
+	a := netip.MustParseAddr("192.0.2.1")
+	b := netip.MustParseAddr("192.0.2.2")
+	v6a := netip.MustParseAddr("2001:db8::1")
+	v6b := netip.MustParseAddr("2001:db8::ffff:1") // the same /64
+	v6c := netip.MustParseAddr("2001:db8:0:1::1")  // another /64
 	now := time.Unix(1_000_000, 0)
 	for i := range 3 {
 		if !r.allow(a, now) {
@@ -44,7 +44,7 @@ func TestRateLimiter(t *testing.T) {
 	if !r.allow(a, now.Add(21*time.Second)) {
 		t.Fatal("no token after its refill")
 	}
-	if !r.allow(nil, now) {
+	if !r.allow(netip.Addr{}, now) {
 		t.Fatal("an address without an IP was refused")
 	}
 

@@ -53,6 +53,13 @@ type dialConfig struct {
 	// localIP is the source address to dial from (a loopback address such
 	// as 127.0.0.2); empty lets the kernel choose.
 	localIP string
+	// preface is written first, before TLS and the upgrade (a PROXY
+	// protocol header), split into writes of prefaceChunk bytes when that
+	// is set.
+	preface      []byte
+	prefaceChunk int
+	// headers are added to the upgrade request ("X-Forwarded-For: ...").
+	headers []string
 }
 
 // dialTransport opens TCP (and TLS in TLS mode, handshake done).
@@ -78,6 +85,10 @@ func (ts *testServer) dialTransport(cfg dialConfig) (net.Conn, *net.TCPConn, err
 		return nil, nil, err
 	}
 	tcp := c.(*net.TCPConn)
+	if err := writeChunked(c, cfg.preface, cfg.prefaceChunk); err != nil {
+		c.Close()
+		return nil, nil, fmt.Errorf("write preface: %w", err)
+	}
 	if !ts.tls {
 		return c, tcp, nil
 	}
@@ -93,6 +104,25 @@ func (ts *testServer) dialTransport(cfg dialConfig) (net.Conn, *net.TCPConn, err
 	}
 	_ = conn.SetDeadline(time.Time{})
 	return conn, tcp, nil
+}
+
+// writeChunked writes p in writes of chunk bytes (whole when chunk is 0),
+// with TCP_NODELAY so that each is its own segment.
+func writeChunked(c net.Conn, p []byte, chunk int) error {
+	if chunk <= 0 {
+		chunk = len(p)
+	}
+	for len(p) > 0 {
+		n := min(chunk, len(p))
+		if _, err := c.Write(p[:n]); err != nil {
+			return err
+		}
+		p = p[n:]
+		if len(p) > 0 {
+			time.Sleep(time.Millisecond) // pacing a dribble, not waiting on a condition
+		}
+	}
+	return nil
 }
 
 func newWSKey() string {
@@ -120,6 +150,7 @@ func (ts *testServer) dialUpgrade(cfg dialConfig) (*rawClient, error) {
 	if cfg.protocol != "" && !cfg.noProtocol {
 		extra = []string{"Sec-WebSocket-Protocol: " + cfg.protocol}
 	}
+	extra = append(extra, cfg.headers...)
 	key := newWSKey()
 	req := []byte(mlestest.UpgradeRequest(ts.addr, key, extra, drop...))
 	_ = conn.SetDeadline(time.Now().Add(shortWait))

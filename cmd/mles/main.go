@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime"
@@ -58,7 +59,22 @@ type flags struct {
 	cacheDir  string
 	staging   bool
 	acmeDir   string
+	trusted   []string
 	opts      server.Options
+}
+
+// parsePrefix parses a CIDR, or one address as the prefix of its full
+// length.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }
 
 func parse(args []string) (*flags, *pflag.FlagSet, error) {
@@ -92,6 +108,8 @@ func parse(args []string) (*flags, *pflag.FlagSet, error) {
 	fs.IntVar(&o.MaxConns, "max-conns", 0, "maximum concurrent connections (0: unlimited)")
 	fs.IntVar(&o.MaxConnsPerIP, "max-conns-per-ip", 0, "maximum concurrent connections from one IPv4 address or IPv6 /64 (0: unlimited)")
 	fs.IntVar(&o.RateLimit, "rate-limit", 0, "new connections per minute from one IPv4 address or IPv6 /64, refused at accept before TLS (0: unlimited)")
+	fs.BoolVar(&o.ProxyProtocol, "proxy-protocol", false, "expect a PROXY protocol v1/v2 header (HAProxy send-proxy, nginx proxy_protocol) on every connection and take the client's address from it")
+	fs.StringSliceVar(&f.trusted, "trusted-proxies", nil, "addresses or CIDRs of proxies trusted for X-Forwarded-For (and, with --proxy-protocol, the only ones that may connect)")
 	fs.IntVar(&o.MaxPending, "max-pending", server.DefaultMaxPending, "unsent bytes per subscriber before it is paused as a slow consumer")
 	fs.DurationVar(&o.SlowGrace, "slow-grace", server.DefaultSlowGrace, "how long a subscriber may stay above --max-pending before it is closed")
 	fs.IntVar(&o.MaxUID, "max-uid", server.DefaultMaxUID, "longest uid in bytes")
@@ -121,6 +139,13 @@ func parse(args []string) (*flags, *pflag.FlagSet, error) {
 	}
 	if f.zcacheMB < 0 {
 		return nil, fs, fmt.Errorf("-C/--compression-cache %d: must be 0 (off) or positive", f.zcacheMB)
+	}
+	for _, t := range f.trusted {
+		p, err := parsePrefix(t)
+		if err != nil {
+			return nil, fs, fmt.Errorf("--trusted-proxies %q: not an address or CIDR", t)
+		}
+		o.TrustedProxies = append(o.TrustedProxies, p)
 	}
 	if f.fileLimit < 1 {
 		return nil, fs, fmt.Errorf("-f/--filelimit %d: must be at least 1", f.fileLimit)

@@ -4,7 +4,8 @@
 # they are all present: `make test` runs it every time.
 #
 #   Debian packages: chromium (driven by playwright-core), python3-websockets,
-#                    python3-autobahn, python3-twisted
+#                    python3-autobahn, python3-twisted, and the reverse
+#                    proxies of proxies_test.go: nginx-light, haproxy
 #   npm (package-lock.json in this folder): ws@8, playwright-core
 #
 # The Python clients run under /usr/bin/python3: the python3 first on PATH may
@@ -12,7 +13,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-apt_packages=(chromium python3-websockets python3-autobahn python3-twisted)
+apt_packages=(chromium python3-websockets python3-autobahn python3-twisted nginx-light haproxy)
 
 log() { printf 'deps.sh: %s\n' "$*" >&2; }
 die() {
@@ -42,6 +43,8 @@ for p in "${apt_packages[@]}"; do
 	installed "$p" || missing+=("$p")
 done
 [ -x /usr/bin/chromium ] || [[ " ${missing[*]-} " == *" chromium "* ]] || missing+=(chromium)
+[ -x /usr/sbin/nginx ] || [[ " ${missing[*]-} " == *" nginx-light "* ]] || missing+=(nginx-light)
+[ -x /usr/sbin/haproxy ] || [[ " ${missing[*]-} " == *" haproxy "* ]] || missing+=(haproxy)
 if ! /usr/bin/python3 -c 'import websockets, autobahn, twisted' >/dev/null 2>&1; then
 	for p in python3-websockets python3-autobahn python3-twisted; do
 		[[ " ${missing[*]-} " == *" $p "* ]] || missing+=("$p")
@@ -54,11 +57,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	log "installing ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	"${sudo_cmd[@]}" apt-get update
-	# All four at once: a partial set is cheap to complete in one call.
+	# All at once: a partial set is cheap to complete in one call. A
+	# package's service that cannot start here (no systemd) is no error:
+	# the tests run nginx and haproxy as their own processes.
 	"${sudo_cmd[@]}" apt-get install -y --no-install-recommends "${apt_packages[@]}"
 fi
 
 [ -x /usr/bin/chromium ] || die "/usr/bin/chromium still missing after install"
+for b in /usr/sbin/nginx /usr/sbin/haproxy; do
+	[ -x "$b" ] || die "$b still missing after install"
+done
 /usr/bin/python3 -c 'import websockets, autobahn, twisted' ||
 	die "/usr/bin/python3 cannot import websockets, autobahn and twisted after install"
 
