@@ -92,3 +92,11 @@ func (s *Server) HoldLoopsExcept(addr string) (release func(), held int) {
 	}
 	return func() { close(done) }, held
 }
+
+// SetHTTPIdleTimeout sets how long the HTTP side of servers created from
+// now on keeps an idle kept-alive connection, and returns the old value.
+func SetHTTPIdleTimeout(d time.Duration) time.Duration {
+	old := httpIdleTimeout
+	httpIdleTimeout = d
+	return old
+}

@@ -33,8 +33,9 @@ const httpOutMax = 256 << 10
 // not read it) is closed.
 const httpInMax = 1 << 20
 
-// httpIdleTimeout closes a kept-alive HTTP connection without a request.
-const httpIdleTimeout = 60 * time.Second
+// httpIdleTimeout closes a kept-alive HTTP connection without a request
+// (a variable for the tests only).
+var httpIdleTimeout = 60 * time.Second
 
 // httpSide is the server's net/http.Server and the listener that hands it
 // the in-memory connections.

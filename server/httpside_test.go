@@ -37,7 +37,7 @@ const bigFile = 8 << 20
 
 // startSite starts a server whose HTTP side serves a test site for host
 // "127.0.0.1": index.html and big.bin (bigFile bytes).
-func startSite(t *testing.T, m mode) (*testServer, []byte) {
+func startSite(t *testing.T, m mode, mods ...func(*server.Options)) (*testServer, []byte) {
 	t.Helper()
 	root := t.TempDir()
 	dir := filepath.Join(root, "127.0.0.1")
@@ -58,7 +58,12 @@ func startSite(t *testing.T, m mode) (*testServer, []byte) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	ts := startServer(t, m, func(o *server.Options) { o.HTTP = h })
+	ts := startServer(t, m, func(o *server.Options) {
+		o.HTTP = h
+		for _, mod := range mods {
+			mod(o)
+		}
+	})
 	return ts, big
 }
 
@@ -327,4 +332,58 @@ func TestHTTPSideInputBound(t *testing.T) {
 		c.Close()
 		ts.waitConns(t, 0)
 	})
+}
+
+// TestHTTPSideTimeouts: a kept-alive HTTP connection is closed once idle
+// for the idle timeout, and one that starts a second request and does not
+// finish its header block is closed at the header timeout (the handshake
+// timeout), each with no other traffic to wake it.
+func TestHTTPSideTimeouts(t *testing.T) {
+	const short, long = 300 * time.Millisecond, 20 * time.Second
+	for _, tc := range []struct {
+		name         string
+		idle, header time.Duration
+		second       string // written after the first response
+	}{
+		{"idle", short, long, ""},
+		{"header", long, short, "GET /index.html HTTP/1.1\r\nHost: 127."},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			old := server.SetHTTPIdleTimeout(tc.idle)
+			t.Cleanup(func() { server.SetHTTPIdleTimeout(old) })
+			forModes(t, func(t *testing.T, m mode) {
+				ts, _ := startSite(t, m, func(o *server.Options) { o.HandshakeTimeout = tc.header })
+				c, _, err := ts.dialTransport(dialConfig{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				if _, err := io.WriteString(c, "GET /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); err != nil {
+					t.Fatal(err)
+				}
+				br := bufio.NewReader(c)
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := io.Copy(io.Discard, resp.Body); err != nil || resp.StatusCode != 200 || resp.Close {
+					t.Fatalf("first response: %d, close %v, %v", resp.StatusCode, resp.Close, err)
+				}
+				if _, err := io.WriteString(c, tc.second); err != nil {
+					t.Fatal(err)
+				}
+				start := time.Now()
+				_ = c.SetReadDeadline(start.Add(long / 2))
+				n, err := br.Read(make([]byte, 1))
+				took := time.Since(start)
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					t.Fatalf("still open after %v", took)
+				}
+				if n != 0 || took < short*3/4 {
+					t.Fatalf("read %d bytes, %v after %v; want the close after %v", n, err, took, short)
+				}
+				ts.waitConns(t, 0)
+			})
+		})
+	}
 }
