@@ -39,7 +39,7 @@ var errStop = errors.New("server: connection closing")
 
 // conn is one client connection. Every field is owned by the event loop l,
 // which is the only goroutine that touches it after OnOpen. Every connection
-// has one, so the small fields are packed together (336 bytes on amd64,
+// has one, so the small fields are packed together (352 bytes on amd64,
 // in the allocator's 352-byte class).
 type conn struct {
 	s  *Server

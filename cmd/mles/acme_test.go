@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,14 +12,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
 	"github.com/mles/mles/internal/mlestest"
+	"github.com/mles/mles/internal/poll"
 )
 
 // acmeDomain is the test certificate's name; pebble-challtestsrv answers
@@ -35,8 +40,9 @@ type pebbleCA struct {
 }
 
 // startPebble starts pebble validating TLS-ALPN-01 on tlsPort and HTTP-01
-// on httpPort of 127.0.0.1.
-func startPebble(t *testing.T, work string, tlsPort, httpPort int) *pebbleCA {
+// on httpPort of 127.0.0.1, issuing certificates valid for validity (0:
+// pebble's default, 90 days).
+func startPebble(t *testing.T, work string, tlsPort, httpPort int, validity time.Duration) *pebbleCA {
 	t.Helper()
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/letsencrypt/pebble/v2").Output()
 	if err != nil {
@@ -54,7 +60,7 @@ func startPebble(t *testing.T, work string, tlsPort, httpPort int) *pebbleCA {
 
 	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(mlestest.FreePort(t)))
 	mgmt := net.JoinHostPort("127.0.0.1", strconv.Itoa(mlestest.FreePort(t)))
-	cfg := map[string]any{"pebble": map[string]any{
+	cfg := map[string]map[string]any{"pebble": {
 		"listenAddress":                  listen,
 		"managementListenAddress":        mgmt,
 		"certificate":                    filepath.Join(src, "test/certs/localhost/cert.pem"),
@@ -65,6 +71,9 @@ func startPebble(t *testing.T, work string, tlsPort, httpPort int) *pebbleCA {
 		"externalAccountBindingRequired": false,
 		"keyAlgorithm":                   "ecdsa",
 	}}
+	if validity > 0 {
+		cfg["pebble"]["profiles"] = map[string]any{"default": map[string]any{"validityPeriod": int(validity / time.Second)}}
+	}
 	b, _ := json.Marshal(cfg)
 	cfgFile := filepath.Join(work, "pebble.json")
 	if err := os.WriteFile(cfgFile, b, 0o644); err != nil {
@@ -108,6 +117,40 @@ func (p *pebbleCA) roots(t *testing.T) *x509.CertPool {
 	return pool
 }
 
+// count returns how often pebble has logged s so far: "Added order " and
+// "Issued certificate serial " count orders and certificates.
+func (p *pebbleCA) count(s string) int { return strings.Count(p.log.String(), s) }
+
+// dialLeaf returns the certificate the server at addr shows a client with
+// cfg.
+func dialLeaf(addr string, cfg *tls.Config) (*x509.Certificate, error) {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 60 * time.Second}, "tcp", addr, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("TLS as %q: %w", cfg.ServerName, err)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0], nil
+}
+
+// peerLeaf is dialLeaf that fails the test.
+func peerLeaf(t *testing.T, addr string, cfg *tls.Config) *x509.Certificate {
+	t.Helper()
+	c, err := dialLeaf(addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// covers fails the test unless c's DNS names are exactly names.
+func covers(t *testing.T, c *x509.Certificate, names ...string) {
+	t.Helper()
+	got := slices.Sorted(slices.Values(c.DNSNames))
+	if !slices.Equal(got, slices.Sorted(slices.Values(names))) {
+		t.Fatalf("certificate %s names %v, want %v", c.SerialNumber, c.DNSNames, names)
+	}
+}
+
 // TestACME: with mles-rs's -d -e -c and --acme-directory at a local pebble,
 // the first client's handshake obtains a certificate through TLS-ALPN-01 on
 // the TLS port; a client that trusts only pebble's root then joins over
@@ -116,7 +159,7 @@ func (p *pebbleCA) roots(t *testing.T) *x509.CertPool {
 func TestACME(t *testing.T) {
 	work := t.TempDir()
 	port, redirPort := mlestest.FreePort(t), mlestest.FreePort(t)
-	ca := startPebble(t, work, port, redirPort)
+	ca := startPebble(t, work, port, redirPort, 0)
 	cache := filepath.Join(work, "cache")
 	mles := mlestest.BuildBin(t, work, "mles", "github.com/mles/mles/cmd/mles")
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
@@ -170,7 +213,7 @@ func TestACME(t *testing.T) {
 func TestACMEHTTP01(t *testing.T) {
 	work := t.TempDir()
 	port, redirPort, nowhere := mlestest.FreePort(t), mlestest.FreePort(t), mlestest.FreePort(t)
-	ca := startPebble(t, work, nowhere, redirPort)
+	ca := startPebble(t, work, nowhere, redirPort, 0)
 	mles := mlestest.BuildBin(t, work, "mles", "github.com/mles/mles/cmd/mles")
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	mlestest.StartProcEnv(t, ca.env, mles, addr, nil, nil, "--addr", "127.0.0.1", "-p", strconv.Itoa(port),
@@ -203,9 +246,125 @@ func TestACMEHTTP01(t *testing.T) {
 	}
 }
 
+// TestACMEOneCertificate: with two -d, mles orders ONE certificate for
+// both names, as mles-rs (rustls-acme) does: clients asking for either
+// name at once (and one without a server name) wait for the same
+// issuance and get the same certificate, whose names are both domains;
+// pebble saw one order and issued one certificate; a restart with the
+// same -c serves it from the cache without a new order.
+func TestACMEOneCertificate(t *testing.T) {
+	work := t.TempDir()
+	port := mlestest.FreePort(t)
+	ca := startPebble(t, work, port, mlestest.FreePort(t), 0)
+	mles := mlestest.BuildBin(t, work, "mles", "github.com/mles/mles/cmd/mles")
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	const a, b = "a.mles.test", "b.mles.test"
+	args := []string{"--addr", "127.0.0.1", "-p", strconv.Itoa(port), "-d", a, "-d", b, "-e", "admin@mles.test",
+		"-c", filepath.Join(work, "cache"), "--acme-directory", ca.dir, "--handshake-timeout", "60s", "--log-level", "info"}
+	srv := mlestest.StartProcEnv(t, ca.env, mles, addr, nil, nil, args...)
+	roots := ca.roots(t)
+	// "B.MLES.TEST" checks that the server name is case-folded; "" is a
+	// client dialing the IP address, which gets the first domain's.
+	configs := []*tls.Config{
+		{RootCAs: roots, ServerName: a},
+		{RootCAs: roots, ServerName: "B.MLES.TEST"},
+		{InsecureSkipVerify: true},
+	}
+	all := func() []*x509.Certificate {
+		t.Helper()
+		leaves := make([]*x509.Certificate, len(configs))
+		errs := make([]error, len(configs))
+		var wg sync.WaitGroup
+		for i, cfg := range configs {
+			wg.Go(func() { leaves[i], errs[i] = dialLeaf(addr, cfg) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("client %d: %v", i, err)
+			}
+		}
+		return leaves
+	}
+	first := all()
+	for i, c := range first {
+		if c.SerialNumber.Cmp(first[0].SerialNumber) != 0 {
+			t.Fatalf("client %d (%q) got certificate %s, client 0 (%q) got %s: not one certificate",
+				i, configs[i].ServerName, c.SerialNumber, configs[0].ServerName, first[0].SerialNumber)
+		}
+	}
+	covers(t, first[0], a, b)
+	if o, c := ca.count("Added order "), ca.count("Issued certificate serial "); o != 1 || c != 1 {
+		t.Fatalf("pebble saw %d orders and issued %d certificates, want 1 and 1:\n%s", o, c, mlestest.Tail(ca.log.String(), 3000))
+	}
+
+	_ = srv.Cmd.Process.Kill()
+	<-srv.Done
+	mlestest.StartProcEnv(t, ca.env, mles, addr, nil, nil, args...)
+	for i, c := range all() {
+		if c.SerialNumber.Cmp(first[0].SerialNumber) != 0 {
+			t.Fatalf("after a restart client %d got certificate %s, want the cached %s", i, c.SerialNumber, first[0].SerialNumber)
+		}
+	}
+	if o := ca.count("Added order "); o != 1 {
+		t.Fatalf("after a restart with the same -c pebble saw %d orders, want still 1", o)
+	}
+}
+
+// TestACMERenewal: pebble issues certificates valid for 30 s, so mles
+// renews in the background once 10 s are left; until then every client
+// gets the old certificate, and the renewal is one new certificate for
+// both names, issued before the old one expired.
+func TestACMERenewal(t *testing.T) {
+	const validity = 30 * time.Second
+	work := t.TempDir()
+	port := mlestest.FreePort(t)
+	ca := startPebble(t, work, port, mlestest.FreePort(t), validity)
+	mles := mlestest.BuildBin(t, work, "mles", "github.com/mles/mles/cmd/mles")
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	const a, b = "a.mles.test", "b.mles.test"
+	mlestest.StartProcEnv(t, ca.env, mles, addr, nil, nil, "--addr", "127.0.0.1", "-p", strconv.Itoa(port),
+		"-d", a, "-d", b, "--acme-directory", ca.dir, "--handshake-timeout", "60s", "--log-level", "info")
+	roots := ca.roots(t)
+	cfgA, cfgB := &tls.Config{RootCAs: roots, ServerName: a}, &tls.Config{RootCAs: roots, ServerName: b}
+	old := peerLeaf(t, addr, cfgA)
+	lifetime := old.NotAfter.Sub(old.NotBefore)
+	if lifetime > time.Minute {
+		t.Fatalf("pebble issued a certificate valid for %v, want about %v", lifetime, validity)
+	}
+	var renewed *x509.Certificate
+	err := poll.Until(t.Context(), 3*validity, 200*time.Millisecond, func() error {
+		c := peerLeaf(t, addr, cfgA) // fails the test if no certificate is served meanwhile
+		if c.SerialNumber.Cmp(old.SerialNumber) == 0 {
+			return errors.New("still the first certificate")
+		}
+		renewed = c
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("no renewal of %s (not after %v): %v", old.SerialNumber, old.NotAfter, err)
+	}
+	t.Logf("certificate %s (%v to %v) renewed by %s (from %v)", old.SerialNumber, old.NotBefore, old.NotAfter, renewed.SerialNumber, renewed.NotBefore)
+	covers(t, renewed, a, b)
+	// Certificate times have whole seconds: allow one either way.
+	if due := old.NotAfter.Add(-lifetime / 3); renewed.NotBefore.Before(due.Add(-time.Second)) {
+		t.Fatalf("renewed at %v, before the renewal time %v (a third of the lifetime left)", renewed.NotBefore, due)
+	}
+	if !renewed.NotBefore.Before(old.NotAfter) {
+		t.Fatalf("renewed at %v, after the old certificate expired at %v", renewed.NotBefore, old.NotAfter)
+	}
+	if c := peerLeaf(t, addr, cfgB); c.SerialNumber.Cmp(renewed.SerialNumber) != 0 {
+		t.Fatalf("%s got certificate %s after the renewal, %s got %s", b, c.SerialNumber, a, renewed.SerialNumber)
+	}
+	if o, c := ca.count("Added order "), ca.count("Issued certificate serial "); o != 2 || c != 2 {
+		t.Fatalf("pebble saw %d orders and issued %d certificates, want 2 and 2", o, c)
+	}
+}
+
 // slowProxy forwards TCP connections from a loopback port to target,
-// holding every chunk for delay in each direction: a slow CA.
-func slowProxy(t *testing.T, target string, delay time.Duration) string {
+// holding every chunk for delay (read at each chunk) in each direction: a
+// slow CA.
+func slowProxy(t *testing.T, target string, delay *atomic.Int64) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -218,7 +377,7 @@ func slowProxy(t *testing.T, target string, delay time.Duration) string {
 		for {
 			n, err := src.Read(buf)
 			if n > 0 {
-				time.Sleep(delay) // the slowness under test, not a wait for a condition
+				time.Sleep(time.Duration(delay.Load())) // the slowness under test, not a wait for a condition
 				if _, werr := dst.Write(buf[:n]); werr != nil {
 					return
 				}
@@ -247,25 +406,36 @@ func slowProxy(t *testing.T, target string, delay time.Duration) string {
 }
 
 // TestACMEIssuanceInFlight: while a certificate is being issued by a slow
-// CA (in the handshake goroutine of the client that asked for it), members
-// on both reactors keep exchanging messages at loopback speed.
+// CA (in the background, started by a handshake), members on both
+// reactors keep exchanging messages at loopback speed. A first run gets a
+// certificate for one name; the restart adds a second -d, so the cached
+// certificate still serves the members while one for both names is
+// ordered, and a client asking for the new name waits for it.
 func TestACMEIssuanceInFlight(t *testing.T) {
 	work := t.TempDir()
 	port := mlestest.FreePort(t)
-	ca := startPebble(t, work, port, mlestest.FreePort(t))
-	slow := slowProxy(t, strings.TrimSuffix(strings.TrimPrefix(ca.dir, "https://"), "/dir"), 150*time.Millisecond)
+	ca := startPebble(t, work, port, mlestest.FreePort(t), 0)
+	var delay atomic.Int64
+	slow := slowProxy(t, strings.TrimSuffix(strings.TrimPrefix(ca.dir, "https://"), "/dir"), &delay)
 	mles := mlestest.BuildBin(t, work, "mles", "github.com/mles/mles/cmd/mles")
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	const other = "late.mles.test"
-	mlestest.StartProcEnv(t, ca.env, mles, addr, nil, nil, "--addr", "127.0.0.1", "-p", strconv.Itoa(port),
-		"-d", acmeDomain, "-d", other, "--acme-directory", "https://"+slow+"/dir",
-		"--handshake-timeout", "2m", "--reactors", "2")
+	args := []string{"--addr", "127.0.0.1", "-p", strconv.Itoa(port), "-c", filepath.Join(work, "cache"),
+		"--acme-directory", "https://" + slow + "/dir", "--handshake-timeout", "2m", "--reactors", "2", "-d", acmeDomain}
+	srv := mlestest.StartProcEnv(t, ca.env, mles, addr, nil, nil, args...)
 	roots := ca.roots(t)
 	cfg := &tls.Config{RootCAs: roots, ServerName: acmeDomain}
-	// The first certificate, slowly; then four members, two per reactor
-	// (gnet balances by least connections).
+	first := peerLeaf(t, addr, cfg)
+	_ = srv.Cmd.Process.Kill()
+	<-srv.Done
+	delay.Store(int64(150 * time.Millisecond))
+	mlestest.StartProcEnv(t, ca.env, mles, addr, nil, nil, append(args, "-d", other)...)
+
+	// The first handshake gets the cached certificate and starts the
+	// order, slowly; then four members, two per reactor (gnet balances
+	// by least connections).
 	if _, err := joinRoundTripTLS(addr, "warm", cfg); err != nil {
-		t.Fatalf("first certificate: %v", err)
+		t.Fatalf("cached certificate: %v", err)
 	}
 	dialer := websocket.Dialer{Subprotocols: []string{"mles-websocket"}, TLSClientConfig: cfg, HandshakeTimeout: time.Minute}
 	var members []*websocket.Conn
@@ -279,6 +449,12 @@ func TestACMEIssuanceInFlight(t *testing.T) {
 			t.Fatal(err)
 		}
 		members = append(members, c)
+	}
+	if got := members[0].NetConn().(*tls.Conn).ConnectionState().PeerCertificates[0]; got.SerialNumber.Cmp(first.SerialNumber) != 0 {
+		t.Fatalf("members got certificate %s, want the cached %s", got.SerialNumber, first.SerialNumber)
+	}
+	if c := ca.count("Issued certificate serial "); c != 1 {
+		t.Fatalf("pebble issued %d certificates before the members talked, want only the first run's: nothing in flight", c)
 	}
 	roundTrip := func(i int) time.Duration {
 		t.Helper()
@@ -299,26 +475,32 @@ func TestACMEIssuanceInFlight(t *testing.T) {
 			}
 		}
 	}
-	// Now a client asks for the other domain: its certificate is ordered
-	// through the slow CA while the members talk.
-	issued := make(chan error, 1)
+	// Now a client asks for the other domain: it waits for the
+	// certificate being ordered through the slow CA while the members
+	// talk.
+	type result struct {
+		leaf *x509.Certificate
+		err  error
+	}
+	issued := make(chan result, 1)
 	go func() {
-		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Minute}, "tcp", addr, &tls.Config{RootCAs: roots, ServerName: other})
-		if err == nil {
-			c.Close()
-		}
-		issued <- err
+		leaf, err := dialLeaf(addr, &tls.Config{RootCAs: roots, ServerName: other})
+		issued <- result{leaf, err}
 	}()
 	var worst time.Duration
 	n := 0
 	for ; ; n++ {
 		select {
-		case err := <-issued:
-			if err != nil {
-				t.Fatalf("the second certificate: %v", err)
+		case r := <-issued:
+			if r.err != nil {
+				t.Fatalf("the new certificate: %v", r.err)
 			}
 			if n < 20 {
 				t.Fatalf("issuance took only %d round trips: not slow enough to show anything", n)
+			}
+			covers(t, r.leaf, acmeDomain, other)
+			if c := ca.count("Issued certificate serial "); c != 2 {
+				t.Fatalf("pebble issued %d certificates, want 2 (the first run's and the one for both names)", c)
 			}
 			t.Logf("%d round trips during the issuance, the slowest %v", n, worst)
 			return
