@@ -110,12 +110,12 @@ func NewACME(cfg ACMEConfig) (*ACME, error) {
 	}
 	var domains []string
 	for _, d := range cfg.Domains {
-		d = normalizeHost(d)
-		if d == "" {
+		n := normalizeHost(d)
+		if n == "" {
 			return nil, fmt.Errorf("tlsbridge: ACME domain %q is empty", d)
 		}
-		if !slices.Contains(domains, d) {
-			domains = append(domains, d)
+		if !slices.Contains(domains, n) {
+			domains = append(domains, n)
 		}
 	}
 	dir := cfg.DirectoryURL

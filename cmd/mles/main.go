@@ -276,10 +276,11 @@ func run(args []string) error {
 		if dir == "" && f.staging {
 			dir = tlsbridge.LetsEncryptStaging
 		}
-		acme, err = tlsbridge.NewACME(tlsbridge.ACMEConfig{Domains: f.domains, Emails: f.emails, CacheDir: f.cacheDir, DirectoryURL: dir})
+		acme, err = tlsbridge.NewACME(tlsbridge.ACMEConfig{Domains: f.domains, Emails: f.emails, CacheDir: f.cacheDir, DirectoryURL: dir, Logger: log})
 		if err != nil {
 			return err
 		}
+		defer acme.Close()
 		o.TLS = acme.TLSConfig()
 		log.Warn("certificates from ACME", "domains", strings.Join(f.domains, ","), "directory", dir, "cache", f.cacheDir)
 	case f.plain:
