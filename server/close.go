@@ -32,6 +32,7 @@ const (
 	closeHTTPDone                     // the HTTP side closed its connection
 	closeProxyHeader                  // no valid PROXY protocol header (--proxy-protocol)
 	closeRefused                      // over a per-address limit once the PROXY header named the client
+	closeReasons                      // the number of reasons
 )
 
 // closeInfo is the close code and reason text a closeReason sends. Code 0

@@ -111,15 +111,21 @@ const (
 func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	s := h.s
 	n := s.conns.Add(1)
-	if s.draining.Load() || (s.opts.MaxConns > 0 && n > int64(s.opts.MaxConns)) {
+	if draining := s.draining.Load(); draining || (s.opts.MaxConns > 0 && n > int64(s.opts.MaxConns)) {
 		s.conns.Add(-1)
-		s.log.Info("connection refused", "remote", gc.RemoteAddr().String(), "conns", n-1, "draining", s.draining.Load())
+		if draining {
+			s.refusedDraining.Add(1)
+		} else {
+			s.refusedMax.Add(1)
+		}
+		s.log.Info("connection refused", "remote", gc.RemoteAddr().String(), "conns", n-1, "draining", draining)
 		return nil, gnet.Close
 	}
 	peer := tcpAddrPort(gc.RemoteAddr()).Addr()
 	switch {
 	case s.opts.ProxyProtocol && len(s.opts.TrustedProxies) > 0 && !s.trusted(peer):
 		s.conns.Add(-1)
+		s.refusedUntrusted.Add(1)
 		s.log.Info("connection refused", "remote", gc.RemoteAddr().String(), "reason", "not a trusted proxy")
 		return nil, gnet.Close
 	case s.opts.ProxyProtocol || s.trusted(peer):
@@ -136,6 +142,7 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	l.tick()
 	c := &conn{s: s, l: l, gc: gc, id: s.nextID.Add(1)}
 	l.conns[c] = struct{}{}
+	l.ctr.accepted++
 	gc.SetContext(c)
 	switch {
 	case s.opts.ProxyProtocol:
@@ -234,6 +241,14 @@ func (c *conn) protocolError(err error) {
 // and the error.
 func (c *conn) closeErr(r closeReason, err error) {
 	code, text := codec.CloseCodeOf(err)
+	if c.state == stJoined {
+		switch code {
+		case ws.StatusMessageTooBig:
+			c.l.ctr.dropped[dropTooLarge]++
+		case ws.StatusInvalidFramePayloadData:
+			c.l.ctr.dropped[dropInvalid]++
+		}
+	}
 	c.s.log.Info(r.String(), "conn", c.id, "code", int(code), "reason", text, "err", err)
 	c.closeCode(r, code, text)
 }
@@ -339,6 +354,7 @@ func (c *conn) closeCode(r closeReason, code ws.StatusCode, text string) {
 	}
 	upgraded := c.state == stHeader || c.state == stJoined
 	established := c.state > stHandshake
+	c.countClose(r, c.state)
 	c.endHandshake() // a slot goes to the next client now, not at OnClose
 	c.state = stClosing
 	c.reason = r
@@ -373,6 +389,7 @@ func (c *conn) finishClose() {
 			c.send(codec.AppendFrameHeader(c.l.out[:0], ws.OpClose, 0))
 		} else {
 			c.send(codec.AppendClose(c.l.out[:0], c.closeStatus, c.closeText))
+			c.countCode(c.closeStatus)
 		}
 		c.closeText = ""
 	}
@@ -408,6 +425,7 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 		if err != nil {
 			c.reason = closeNetError
 		}
+		c.countClose(c.reason, c.state)
 		c.state = stClosing
 		c.leave()
 	}

@@ -51,13 +51,19 @@
 //     handshake gate, the TLS bridge, the HTTP upgrade.
 //   - join.go: the header frame, joining a channel with its history,
 //     leaving.
-//   - fanout.go: from a publish to the write, top to bottom.
+//   - fanout.go: from a publish to the write, top to bottom; slow.go:
+//     pausing, resuming and closing members that do not keep up.
 //   - channel.go: channels and the registry that names them.
 //   - loop.go: per-event-loop state (scratch buffers, the waiting list,
 //     sweeps).
 //   - close.go: why a connection ended and what it is told.
-//   - perip.go, ids.go, memory.go, gnetlog.go: the per-address limit,
-//     hashed ids for logs, giving memory back to the OS, gnet's logs.
+//   - perip.go, ratelimit.go, proxy.go: the per-address limits and the
+//     client's address behind a proxy (PROXY protocol, X-Forwarded-For).
+//   - httpside.go: requests that are not upgrades, served by net/http
+//     off the loops.
+//   - metrics.go: per-loop counters and the Metrics snapshot.
+//   - ids.go, memory.go, gnetlog.go: hashed ids for logs, giving memory
+//     back to the OS, gnet's logs.
 //
 // # Words
 //

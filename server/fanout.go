@@ -191,6 +191,8 @@ func (g *group) drain() {
 			if len(shared) > 0 && !c.outputFull() {
 				c.pausedAt = 0
 				c.writeOut(shared)
+				l.ctr.deliveries += end - c.cursor
+				l.ctr.bytesOut += uint64(len(shared))
 				c.cursor = end
 			}
 		}
@@ -283,7 +285,10 @@ func (c *conn) drain() {
 		if rp := c.replay; rp != nil {
 			// Stored joins due before the message at the cursor.
 			for rp.next < len(rp.joins) && rp.joins[rp.next].Pos <= c.cursor {
-				batch = append(batch, rp.joins[rp.next].Msg.Frame...)
+				f := rp.joins[rp.next].Msg.Frame
+				batch = append(batch, f...)
+				l.ctr.deliveries++
+				l.ctr.bytesOut += uint64(len(f))
 				rp.next++
 			}
 			if rp.next == len(rp.joins) && c.cursor >= rp.end {
@@ -310,7 +315,7 @@ func (c *conn) drain() {
 				c.writeOut(batch)
 			}
 			l.batch = batch[:0]
-			c.slowConsumer("lapped by the ring")
+			c.slowConsumer(whyLapped)
 			return
 		}
 		c.cursor++
@@ -327,6 +332,8 @@ func (c *conn) drain() {
 				}
 			}
 			batch = append(batch, m.Frame...)
+			l.ctr.deliveries++
+			l.ctr.bytesOut += uint64(len(m.Frame))
 			continue
 		}
 		// A large frame: what is batched goes first, then the frame in
@@ -336,6 +343,8 @@ func (c *conn) drain() {
 			batch = batch[:0]
 		}
 		c.part, c.partOff = m, 0
+		l.ctr.deliveries++ // in slices from here; a close waits for the rest
+		l.ctr.bytesOut += uint64(len(m.Frame))
 		if !c.writePart() {
 			break
 		}
@@ -404,85 +413,4 @@ func (c *conn) writeOut(p []byte) {
 		return
 	}
 	_, _ = c.gc.Write(p)
-}
-
-// outputFull reports whether the connection's unsent output is above
-// MaxPending, and if so pauses it.
-func (c *conn) outputFull() bool {
-	if c.gc.OutboundBuffered() <= c.s.opts.MaxPending {
-		return false
-	}
-	c.pause()
-	return true
-}
-
-// pause notes that the member's output is over MaxPending and puts it
-// on the loop's waiting list, which resumes it once the output drains.
-func (c *conn) pause() {
-	if c.pausedAt == 0 {
-		c.pausedAt = c.l.now
-	}
-	c.l.wait(c)
-}
-
-// resume continues a connection from the loop's waiting list: a paused
-// member drains on (or is closed past its grace), a closing one
-// flushes on.
-func (c *conn) resume() {
-	if c.dead {
-		return
-	}
-	switch c.state {
-	case stJoined:
-		if c.flags&fShutdown != 0 && c.l.now >= c.s.shutdownData.Load() {
-			c.slowConsumer("behind at shutdown")
-			return
-		}
-		if c.pausedAt != 0 && c.l.now-c.pausedAt >= int64(c.s.opts.SlowGrace) {
-			c.slowConsumer("pending above max-pending past the grace period")
-			return
-		}
-		if c.lapped() {
-			// Known before the paused output even drains: what it has
-			// not read is gone (a lap, or past the ring's Hold).
-			c.slowConsumer("lapped by the ring")
-			return
-		}
-		c.drain()
-	case stHTTP:
-		c.hc.pace()
-	case stClosing:
-		c.finishClose()
-	}
-}
-
-// lapped reports whether messages the member has not read yet are gone
-// from the ring. History lost during a replay does not count while nothing
-// live is missing.
-func (c *conn) lapped() bool {
-	t := c.ch.ring.Tail()
-	if t <= c.cursor {
-		return false
-	}
-	rp := c.replay
-	return rp == nil || c.cursor >= rp.end || t > rp.end
-}
-
-// historyLost reports whether a Lost read at the cursor is history that
-// was evicted or overwritten while the member replayed it: the cursor is
-// inside the replayed span and nothing from the span's end on (live
-// traffic) is gone. Any other Lost is a lap. It does not ask the tail
-// whether the cursor's message is gone: a producer claims a slot before
-// it moves the tail, so for a moment a message is Lost while the tail is
-// still at or below it, and a live member that skipped it then would skip
-// messages without a close.
-func (c *conn) historyLost() bool {
-	rp := c.replay
-	return rp != nil && c.cursor < rp.end && c.ch.ring.Tail() <= rp.end
-}
-
-func (c *conn) slowConsumer(why string) {
-	c.s.slow.Add(1)
-	c.s.log.Info("slow consumer", "conn", c.id, "uid", c.uidID, "channel", c.ch.hid, "why", why)
-	c.closeWith(closeSlow)
 }

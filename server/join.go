@@ -42,6 +42,8 @@ func (c *conn) onMessage() {
 	}
 	seq := c.ch.publish(m, c.l)
 	c.pubEnd = seq + 1
+	c.l.ctr.messagesIn++
+	c.l.ctr.bytesIn += uint64(len(m.Frame))
 	if c.cursor == seq {
 		// A member that has been sent everything before its own message
 		// skips it now rather than at its next drain: a burst of its own

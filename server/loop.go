@@ -48,6 +48,9 @@ type loop struct {
 	pumpRun  gnet.RunnableFunc
 	pumpT    *time.Timer // created on first use; fires off the loop
 	pumpArmd bool        // pumpT is set or pumpRun queued
+
+	ctr  loopCounters // written by this loop only (metrics.go)
+	snap loopSnapshot // ctr as of the last snapshot, for scrapes
 }
 
 // pumpInterval is how often connections waiting for their output to drain

@@ -56,7 +56,12 @@ type Server struct {
 	// refusedPerIP counts connections closed at accept by MaxConnsPerIP.
 	refusedPerIP atomic.Int64
 	refusedRate  atomic.Int64
-	draining     atomic.Bool
+	// refusedMax, refusedDraining and refusedUntrusted count the other
+	// refusals at accept: MaxConns, shutting down, not a trusted proxy.
+	refusedMax       atomic.Int64
+	refusedDraining  atomic.Int64
+	refusedUntrusted atomic.Int64
+	draining         atomic.Bool
 	// During shutdown (unix nanoseconds): members still behind at
 	// shutdownData are closed 1008 instead of 1001; closing connections
 	// wait for their output until shutdownEnd at most.

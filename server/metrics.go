@@ -1,0 +1,213 @@
+package server
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+)
+
+// Counters for /metrics and /varz (SPEC 5). The hot path pays a plain add
+// to a field of its own loop: each loop owns a loopCounters that only it
+// writes, and a scrape asks every loop, in a task on the loop, to copy
+// its counters out (snapshot). No shared atomic is written per message or
+// per delivery. Rare events (refusals at accept) use the server's atomics.
+
+// loopCounters are one loop's counters since start, written by the loop
+// only.
+type loopCounters struct {
+	accepted   uint64
+	messagesIn uint64 // messages published by this loop's members
+	bytesIn    uint64 // their frame bytes
+	deliveries uint64 // messages (live, history, joins) written to members
+	bytesOut   uint64 // their frame bytes
+	closes     [closeReasons]uint64
+	hsFailures [closeReasons]uint64 // TLS connections closed before the handshake was done, by reason
+	codes      [closeCodes]uint64   // close frames sent, by code - 1000
+	dropped    [dropReasons]uint64
+}
+
+// closeCodes is the range of close codes counted: 1000..1015.
+const closeCodes = 16
+
+// Reasons a message is dropped.
+const (
+	dropSlow     = iota // not delivered to a member closed as a slow consumer
+	dropLapped          // not delivered to a member lapped by the ring
+	dropTooLarge        // a message over MaxMessage (closed 1009)
+	dropInvalid         // a text message with invalid UTF-8 (closed 1007)
+	dropReasons
+)
+
+var dropNames = [dropReasons]string{"slow_consumer", "lapped", "too_large", "invalid_utf8"}
+
+// loopSnapshot is what a snapshot task copies out of its loop.
+type loopSnapshot struct {
+	mu    sync.Mutex
+	ctr   loopCounters
+	conns int
+	at    time.Time // when it was taken; zero before the first
+}
+
+// LoopMetrics are one event loop's figures.
+type LoopMetrics struct {
+	Conns      int    // connections owned by the loop now
+	Accepted   uint64 // connections admitted since start
+	MessagesIn uint64
+	Deliveries uint64
+}
+
+// Metrics is a snapshot of the server's figures: counters since start and
+// gauges now. Names in the maps are fixed sets (close reasons, drop
+// reasons, refusal reasons), never a uid, channel or address.
+type Metrics struct {
+	Stats
+	Draining bool
+
+	Accepted   uint64            // connections admitted at accept
+	Refused    map[string]uint64 // connections refused at accept, by reason
+	MessagesIn uint64            // messages published by clients
+	BytesIn    uint64            // their frame bytes
+	Deliveries uint64            // messages written to members (live and history)
+	BytesOut   uint64            // their frame bytes
+	// Closes counts closed connections by why they ended (close.go's
+	// names: "eof", "slow consumer", "tls error", ...).
+	Closes map[string]uint64
+	// HandshakeFailures counts TLS connections closed before their
+	// handshake was done, by the same names.
+	HandshakeFailures map[string]uint64
+	CloseCodes        map[int]uint64    // close frames sent, by code
+	Dropped           map[string]uint64 // messages dropped, by reason
+
+	HistoryMessages int64 // messages and joins retained by all channels
+	HistoryBytes    int64 // their frame bytes
+
+	Loops []LoopMetrics
+}
+
+// snapshotWait bounds how long a snapshot waits for a busy loop; a loop
+// that does not answer in time is reported from its previous snapshot.
+const snapshotWait = time.Second
+
+// Metrics collects the figures. It runs a short task on every event loop
+// and waits for them at most until ctx ends or a second has passed.
+func (s *Server) Metrics(ctx context.Context) Metrics {
+	loops := *s.loops.Load()
+	ctx, cancel := context.WithTimeout(ctx, snapshotWait)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, l := range loops {
+		wg.Add(1)
+		err := l.el.Execute(ctx, gnet.RunnableFunc(func(context.Context) error {
+			l.snapshot()
+			wg.Done()
+			return nil
+		}))
+		if err != nil {
+			wg.Done() // the engine is stopping: the last snapshot stands
+		}
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+
+	m := Metrics{
+		Stats:             s.Stats(),
+		Draining:          s.draining.Load(),
+		Refused:           s.refusals(),
+		Closes:            make(map[string]uint64),
+		HandshakeFailures: make(map[string]uint64),
+		CloseCodes:        make(map[int]uint64),
+		Dropped:           make(map[string]uint64),
+		HistoryBytes:      s.budget.Used(),
+		HistoryMessages:   s.reg.retained(),
+		Loops:             make([]LoopMetrics, len(loops)),
+	}
+	for i, l := range loops {
+		l.snap.mu.Lock()
+		c, conns := l.snap.ctr, l.snap.conns
+		l.snap.mu.Unlock()
+		m.Loops[i] = LoopMetrics{Conns: conns, Accepted: c.accepted, MessagesIn: c.messagesIn, Deliveries: c.deliveries}
+		m.Accepted += c.accepted
+		m.MessagesIn += c.messagesIn
+		m.BytesIn += c.bytesIn
+		m.Deliveries += c.deliveries
+		m.BytesOut += c.bytesOut
+		for r := range closeReasons {
+			if n := c.closes[r]; n > 0 {
+				m.Closes[closeReason(r).String()] += n
+			}
+			if n := c.hsFailures[r]; n > 0 {
+				m.HandshakeFailures[closeReason(r).String()] += n
+			}
+		}
+		for i, n := range c.codes {
+			if n > 0 {
+				m.CloseCodes[1000+i] += n
+			}
+		}
+		for r, n := range c.dropped {
+			m.Dropped[dropNames[r]] += n
+		}
+	}
+	return m
+}
+
+// snapshot copies the loop's counters out, on the loop.
+func (l *loop) snapshot() {
+	l.snap.mu.Lock()
+	l.snap.ctr = l.ctr
+	l.snap.conns = len(l.conns)
+	l.snap.at = time.Now()
+	l.snap.mu.Unlock()
+}
+
+// countClose records why a connection closed, on its loop; a TLS
+// connection that had not finished its handshake counts as a handshake
+// failure too.
+func (c *conn) countClose(r closeReason, wasState connState) {
+	ctr := &c.l.ctr
+	ctr.closes[r]++
+	if c.s.opts.TLS != nil && !c.s.opts.Plain && (wasState == stHello || wasState == stQueued || wasState == stHandshake) {
+		ctr.hsFailures[r]++
+	}
+}
+
+// countCode records a close frame sent.
+func (c *conn) countCode(code ws.StatusCode) {
+	if i := int(code) - 1000; i >= 0 && i < closeCodes {
+		c.l.ctr.codes[i]++
+	}
+}
+
+// refusals are the accept-time refusals by reason.
+func (s *Server) refusals() map[string]uint64 {
+	return map[string]uint64{
+		"max-conns":         uint64(s.refusedMax.Load()),
+		"draining":          uint64(s.refusedDraining.Load()),
+		"rate-limit":        uint64(s.refusedRate.Load()),
+		"max-conns-per-ip":  uint64(s.refusedPerIP.Load()),
+		"not-trusted-proxy": uint64(s.refusedUntrusted.Load()),
+	}
+}
+
+// retained counts the messages and joins all channels retain, outside the
+// registry's lock (a scrape must not hold up joins for a walk).
+func (r *registry) retained() int64 {
+	r.mu.Lock()
+	chs := make([]*channel, 0, len(r.m))
+	for _, ch := range r.m {
+		chs = append(chs, ch)
+	}
+	r.mu.Unlock()
+	var n int64
+	for _, ch := range chs {
+		n += int64(ch.ring.HistorySpan().Len())
+	}
+	return n
+}
