@@ -111,7 +111,7 @@ const (
 func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	s := h.s
 	n := s.conns.Add(1)
-	if draining := s.draining.Load(); draining || (s.opts.MaxConns > 0 && n > int64(s.opts.MaxConns)) {
+	if draining := s.lameDuck.Load(); draining || (s.opts.MaxConns > 0 && n > int64(s.opts.MaxConns)) {
 		s.conns.Add(-1)
 		if draining {
 			s.refusedDraining.Add(1)
@@ -182,8 +182,8 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 		c.finishClose() // the peer may have read everything (a close echo)
 		return gnet.None
 	}
-	if s.draining.Load() && c.state == stJoined {
-		return gnet.None // shutting down: nothing more is accepted
+	if c.state == stJoined && (c.flags&fShutdown != 0 || s.draining.Load()) {
+		return gnet.None // closing for a drain: nothing more is accepted
 	}
 	if len(data) > 0 && c.state == stJoined {
 		c.pings = 0
@@ -361,7 +361,7 @@ func (c *conn) closeCode(r closeReason, code ws.StatusCode, text string) {
 	c.replay = nil
 	c.leave()
 	c.deadline = c.l.now + int64(c.s.opts.CloseLinger)
-	if c.s.draining.Load() {
+	if c.s.lameDuck.Load() {
 		c.deadline = min(c.deadline, c.s.shutdownEnd.Load())
 	}
 	if upgraded && (code != 0 || r == closeClient) {

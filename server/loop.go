@@ -49,6 +49,12 @@ type loop struct {
 	pumpT    *time.Timer // created on first use; fires off the loop
 	pumpArmd bool        // pumpT is set or pumpRun queued
 
+	// drain counts the connections of a spread drain (drain.go).
+	drain struct {
+		started       bool
+		total, closed int
+	}
+
 	ctr  loopCounters // written by this loop only (metrics.go)
 	snap loopSnapshot // ctr as of the last snapshot, for scrapes
 }
@@ -116,12 +122,7 @@ func (l *loop) closeAll() {
 	l.takeInbox()
 	l.runPending()
 	for c := range l.conns {
-		if c.state == stJoined {
-			c.flags |= fShutdown
-			c.drain()
-		} else {
-			c.closeWith(closeShutdown)
-		}
+		c.shutdown()
 	}
 	l.runPending()
 }

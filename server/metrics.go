@@ -118,7 +118,7 @@ func (s *Server) Metrics(ctx context.Context) Metrics {
 
 	m := Metrics{
 		Stats:             s.Stats(),
-		Draining:          s.draining.Load(),
+		Draining:          s.lameDuck.Load(),
 		Refused:           s.refusals(),
 		Closes:            make(map[string]uint64),
 		HandshakeFailures: make(map[string]uint64),

@@ -61,7 +61,12 @@ type Server struct {
 	refusedMax       atomic.Int64
 	refusedDraining  atomic.Int64
 	refusedUntrusted atomic.Int64
-	draining         atomic.Bool
+	// lameDuck is set when a drain starts: new connections are refused
+	// and Ready reports false; members keep talking until their turn.
+	// draining is set once every remaining connection is being closed:
+	// nothing more is read from members.
+	lameDuck atomic.Bool
+	draining atomic.Bool
 	// During shutdown (unix nanoseconds): members still behind at
 	// shutdownData are closed 1008 instead of 1001; closing connections
 	// wait for their output until shutdownEnd at most.
@@ -69,6 +74,8 @@ type Server struct {
 	shutdownEnd  atomic.Int64
 
 	startOnce    sync.Once
+	drainOnce    sync.Once
+	drainErr     error
 	shutdownOnce sync.Once
 	shutdownErr  error
 }
@@ -200,81 +207,6 @@ func (s *Server) Stats() Stats {
 		RefusedRate:   s.refusedRate.Load(),
 		RateAddrs:     s.rate.len(),
 	}
-}
-
-// Shutdown refuses new connections, closes every WebSocket with 1001 "server
-// shutdown", waits for the connections to go (at most DrainTimeout, or until
-// ctx ends) and stops the event loops. It is idempotent.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.shutdownOnce.Do(func() {
-		select {
-		case <-s.booted:
-		case <-s.stopped:
-			return
-		}
-		// One deadline for the whole drain: delivering what was accepted,
-		// the clients' close handshakes, then the engine stop. Members get
-		// the first three quarters to receive their backlog.
-		start := time.Now()
-		s.shutdownData.Store(start.Add(s.opts.DrainTimeout * 3 / 4).UnixNano())
-		s.shutdownEnd.Store(start.Add(s.opts.DrainTimeout).UnixNano())
-		s.draining.Store(true)
-		s.log.Info("shutting down", "conns", s.conns.Load())
-		if s.http != nil {
-			_ = s.http.ln.Close() // the HTTP side takes no new connection
-		}
-		dctx, cancel := context.WithTimeout(ctx, s.opts.DrainTimeout)
-		defer cancel()
-		// Once every loop has run a task after draining was set, no
-		// callback that started before it is still publishing: the heads
-		// the members drain to are final.
-		loops := *s.loops.Load()
-		arrived := make(chan struct{}, len(loops))
-		for _, l := range loops {
-			if l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-				arrived <- struct{}{}
-				return nil
-			})) != nil {
-				arrived <- struct{}{} // engine stopping: that loop runs nothing more
-			}
-		}
-	barrier:
-		for range loops {
-			select {
-			case <-arrived:
-			case <-dctx.Done():
-				break barrier
-			}
-		}
-		for _, l := range loops {
-			_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-				l.closeAll()
-				return nil
-			}))
-		}
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-	wait:
-		for s.conns.Load() > 0 {
-			select {
-			case <-dctx.Done():
-				break wait
-			case <-tick.C:
-			}
-		}
-		if n := s.conns.Load(); n > 0 {
-			s.log.Warn("drain timeout: closing the remaining connections", "conns", n)
-		}
-		if err := s.eng.Stop(dctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			s.shutdownErr = err
-		}
-		<-s.stopped
-		if s.http != nil {
-			_ = s.http.srv.Close() // handlers still running see their connections closed
-		}
-		s.reg.releaseAll()
-	})
-	return s.shutdownErr
 }
 
 // OnBoot records the engine and the resolved listen address.

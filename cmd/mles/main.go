@@ -60,6 +60,7 @@ type flags struct {
 	staging   bool
 	acmeDir   string
 	trusted   []string
+	drainTime time.Duration
 	opts      server.Options
 }
 
@@ -124,6 +125,7 @@ func parse(args []string) (*flags, *pflag.FlagSet, error) {
 	fs.DurationVar(&o.PingInterval, "ping-interval", server.DefaultPingInterval, "liveness ping period")
 	fs.IntVar(&o.PingMax, "ping-max", server.DefaultPingMax, "pings without any inbound frame before the connection is closed")
 	fs.DurationVar(&o.ChannelIdle, "channel-idle", server.DefaultChannelIdle, "how long a channel without members keeps its history before it is dropped")
+	fs.DurationVar(&f.drainTime, "drain-time", 10*time.Second, "on SIGTERM or SIGUSR2, spread the 1001 closes over this long (lame duck); SIGINT closes at once")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", server.DefaultDrainTimeout, "graceful shutdown bound")
 	fs.DurationVar(&o.CloseLinger, "close-linger", server.DefaultCloseLinger, "how long a closing connection keeps flushing its queued output before it is closed hard")
 	fs.DurationVar(&o.ReleaseQuiet, "release-quiet", server.DefaultReleaseQuiet, "return free heap memory to the OS once no connection has opened for this long (negative: never)")
@@ -251,7 +253,9 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	hopts := &slog.HandlerOptions{Level: lvl}
+	level := new(slog.LevelVar) // SIGHUP may change it
+	level.Set(lvl)
+	hopts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler = slog.NewTextHandler(os.Stderr, hopts)
 	if f.logFormat == "json" {
 		h = slog.NewJSONHandler(os.Stderr, hopts)
@@ -359,25 +363,55 @@ func run(args []string) error {
 		}
 		defer stop()
 	}
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	return serve(srv, f, log, func() { reload(f, files, level, log) })
+}
+
+// serve waits for signals (SPEC 5): SIGHUP reloads; SIGTERM is the
+// lame-duck drain (not ready, no new connections, the 1001 closes spread
+// over --drain-time), then the exit; SIGUSR2 the same drain without the
+// exit, for a rolling restart beside a new process (--reuseport); SIGINT
+// shuts down at once.
+func serve(srv *server.Server, f *flags, log *slog.Logger, onHUP func()) error {
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR2)
+	defer signal.Stop(sig)
 	for s := range sig {
-		if s == syscall.SIGHUP {
-			if files == nil {
-				log.Warn("SIGHUP: no certificate files to reload")
-				continue
-			}
-			if err := files.Reload(); err != nil {
-				log.Error("certificate reload failed; keeping the old one", "err", err)
-			} else {
-				log.Warn("certificate reloaded")
-			}
+		switch s {
+		case syscall.SIGHUP:
+			onHUP()
 			continue
+		case syscall.SIGUSR2:
+			log.Warn("SIGUSR2: draining, staying up", "drain-time", f.drainTime)
+			go func() { _ = srv.Drain(context.Background(), f.drainTime) }()
+			continue
+		case syscall.SIGTERM:
+			log.Warn("SIGTERM: draining, then exiting", "drain-time", f.drainTime)
+			if err := srv.Drain(context.Background(), f.drainTime); err != nil {
+				log.Warn("drain", "err", err)
+			}
+		default:
+			log.Warn("signal received, shutting down", "signal", s.String())
 		}
-		log.Warn("signal received, shutting down", "signal", s.String())
 		break
 	}
 	return srv.Shutdown(context.Background())
+}
+
+// reload applies SIGHUP: the certificate files and the log level.
+func reload(f *flags, files *tlsbridge.FileSource, level *slog.LevelVar, log *slog.Logger) {
+	if lvl, err := logLevel(f.logLevel); err == nil && lvl != level.Level() {
+		level.Set(lvl)
+		log.Warn("log level changed", "level", lvl.String())
+	}
+	if files == nil {
+		log.Warn("SIGHUP: no certificate files to reload")
+		return
+	}
+	if err := files.Reload(); err != nil {
+		log.Error("certificate reload failed; keeping the old one", "err", err)
+	} else {
+		log.Warn("certificate reloaded")
+	}
 }
 
 // serveRedirect runs the -r listener on addr with h (the redirect to https,

@@ -1,0 +1,265 @@
+package server
+
+// Lame-duck drain and shutdown (SPEC 5), as nats-server does it: the
+// server stops being ready and stops accepting at once, then closes its
+// connections with 1001 spread over a drain time, so that clients do not
+// all reconnect in the same instant; each member first gets what was
+// accepted before its turn. Shutdown then stops the event loops.
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+)
+
+// drainStep is the interval between two rounds of closes in a spread
+// drain.
+const drainStep = 50 * time.Millisecond
+
+// Ready reports whether the server accepts connections: started, not
+// draining and not stopped (/readyz).
+func (s *Server) Ready() bool {
+	select {
+	case <-s.booted:
+	default:
+		return false
+	}
+	select {
+	case <-s.stopped:
+		return false
+	default:
+	}
+	return !s.lameDuck.Load()
+}
+
+// Drain is the lame-duck drain: Ready turns false and new connections are
+// refused at once (the listening sockets are closed, so with ReusePort
+// another process on the port takes them all), then the connections are
+// closed with 1001, spread evenly over spread; members keep exchanging
+// messages until their turn, and each first receives what was accepted
+// before it. Drain returns once every connection is gone, or DrainTimeout
+// after the spread, or when ctx ends. The event loops keep running:
+// Shutdown stops them. Drain runs once; later calls return its result.
+func (s *Server) Drain(ctx context.Context, spread time.Duration) error {
+	s.drainOnce.Do(func() { s.drainErr = s.drain(ctx, max(spread, 0)) })
+	return s.drainErr
+}
+
+func (s *Server) drain(ctx context.Context, spread time.Duration) error {
+	select {
+	case <-s.booted:
+	case <-s.stopped:
+		return nil
+	}
+	// One deadline for the whole drain: members get three quarters of
+	// DrainTimeout after the spread to receive their backlog, closing
+	// connections the rest to flush.
+	start := time.Now()
+	end := start.Add(spread)
+	s.shutdownData.Store(end.Add(s.opts.DrainTimeout * 3 / 4).UnixNano())
+	s.shutdownEnd.Store(end.Add(s.opts.DrainTimeout).UnixNano())
+	s.lameDuck.Store(true)
+	n, err := s.closeListeners()
+	s.log.Info("draining", "conns", s.conns.Load(), "spread", spread, "listeners closed", n, "err", err)
+	if s.http != nil {
+		_ = s.http.ln.Close() // the HTTP side takes no new connection
+	}
+	dctx, cancel := context.WithDeadline(ctx, end.Add(s.opts.DrainTimeout))
+	defer cancel()
+
+	// The spread: in each round every loop closes its share of what it
+	// still holds, so that round k of m has closed about k/m of them.
+	rounds := max(int(spread/drainStep), 1)
+	for k := 1; k < rounds; k++ {
+		select {
+		case <-dctx.Done():
+			return dctx.Err()
+		case <-time.After(time.Until(start.Add(spread * time.Duration(k) / time.Duration(rounds)))):
+		}
+		s.onLoops(func(l *loop) { l.closeShare(k, rounds) })
+	}
+	select {
+	case <-dctx.Done():
+		return dctx.Err()
+	case <-time.After(time.Until(end)):
+	}
+
+	// The last round: nothing more is read from members, and once every
+	// loop has run a task after draining was set, no callback that
+	// started before it is still publishing: the heads the members drain
+	// to are final.
+	s.draining.Store(true)
+	if !s.barrier(dctx) {
+		return dctx.Err()
+	}
+	s.onLoops((*loop).closeAll)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for s.conns.Load() > 0 {
+		select {
+		case <-dctx.Done():
+			s.log.Warn("drain timeout: closing the remaining connections", "conns", s.conns.Load())
+			return nil
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// onLoops runs f on every loop in a task, without waiting for it.
+func (s *Server) onLoops(f func(*loop)) {
+	for _, l := range *s.loops.Load() {
+		_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			f(l)
+			return nil
+		}))
+	}
+}
+
+// barrier waits until every loop has run a task queued now, or ctx ends.
+func (s *Server) barrier(ctx context.Context) bool {
+	loops := *s.loops.Load()
+	arrived := make(chan struct{}, len(loops))
+	for _, l := range loops {
+		if l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			arrived <- struct{}{}
+			return nil
+		})) != nil {
+			arrived <- struct{}{} // engine stopping: that loop runs nothing more
+		}
+	}
+	for range loops {
+		select {
+		case <-arrived:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// Shutdown refuses new connections, closes every WebSocket with 1001 "server
+// shutdown" at once (after Drain, none is left), waits for the connections
+// to go (at most DrainTimeout, or until ctx ends) and stops the event
+// loops. It is idempotent.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() {
+		select {
+		case <-s.booted:
+		case <-s.stopped:
+			return
+		}
+		dctx, cancel := context.WithTimeout(ctx, s.opts.DrainTimeout)
+		defer cancel()
+		_ = s.Drain(dctx, 0)
+		if err := s.eng.Stop(dctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			s.shutdownErr = err
+		}
+		<-s.stopped
+		if s.http != nil {
+			_ = s.http.srv.Close() // handlers still running see their connections closed
+		}
+		s.reg.releaseAll()
+	})
+	return s.shutdownErr
+}
+
+// closeShare is round k of m of a spread drain on the loop: it starts
+// closing connections (members after what they are owed, with 1001) until
+// k/m of those it held at the first round are closing.
+func (l *loop) closeShare(k, m int) {
+	l.tick()
+	if !l.drain.started {
+		l.drain.started = true
+		for c := range l.conns {
+			if c.state != stClosing && c.flags&fShutdown == 0 {
+				l.drain.total++
+			}
+		}
+	}
+	for c := range l.conns {
+		if l.drain.closed >= l.drain.total*k/m {
+			break
+		}
+		if c.state == stClosing || c.flags&fShutdown != 0 {
+			continue
+		}
+		l.drain.closed++
+		c.shutdown()
+	}
+	l.runPending()
+}
+
+// shutdown closes c for a drain: a member gets what it is owed first.
+func (c *conn) shutdown() {
+	if c.state == stJoined {
+		c.flags |= fShutdown
+		c.drain()
+		return
+	}
+	c.closeWith(closeShutdown)
+}
+
+// closeListeners closes the engine's listening sockets (one per loop with
+// ReusePort) while gnet runs on: gnet has no call for it, so each is found
+// in /proc/self/fd by its address and replaced under its descriptor
+// number by an unbound socket (dup3). The kernel then drops the listening
+// socket from the port (and from a SO_REUSEPORT group, whose other members
+// get every new connection) and from gnet's epoll; gnet closes the stand-in
+// when it stops. It returns how many it closed.
+func (s *Server) closeListeners() (int, error) {
+	want, ok := s.addr.(*net.TCPAddr)
+	if !ok {
+		return 0, errors.New("listen address is not TCP")
+	}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return 0, err
+	}
+	closed := 0
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || v != 1 {
+			continue
+		}
+		sa, err := unix.Getsockname(fd)
+		if err != nil || !sameAddr(sa, want) {
+			continue
+		}
+		domain := unix.AF_INET
+		if _, v6 := sa.(*unix.SockaddrInet6); v6 {
+			domain = unix.AF_INET6
+		}
+		stand, err := unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return closed, err
+		}
+		err = unix.Dup3(stand, fd, unix.O_CLOEXEC)
+		_ = unix.Close(stand)
+		if err != nil {
+			return closed, err
+		}
+		closed++
+	}
+	return closed, nil
+}
+
+// sameAddr reports whether sa is the listen address a.
+func sameAddr(sa unix.Sockaddr, a *net.TCPAddr) bool {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return sa.Port == a.Port && net.IP(sa.Addr[:]).Equal(a.IP)
+	case *unix.SockaddrInet6:
+		return sa.Port == a.Port && net.IP(sa.Addr[:]).Equal(a.IP)
+	}
+	return false
+}

@@ -1,0 +1,129 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/mles/mles/internal/mlestest"
+	"github.com/mles/mles/server"
+)
+
+// TestDrainSpread: a lame-duck drain turns Ready false before the first
+// member is closed and refuses new connections at the TCP level (the
+// listener is gone); the 1001 closes are spread over the drain time
+// rather than sent at once; members keep exchanging messages until their
+// turn; every member gets 1001 after everything sent before it.
+func TestDrainSpread(t *testing.T) {
+	forModes(t, func(t *testing.T, m mode) {
+		// ReusePort: one listening socket per loop, all of them closed.
+		port := mlestest.FreePort(t)
+		ts := startServer(t, m, func(o *server.Options) {
+			o.Reactors = 2
+			o.ReusePort = true
+			o.Addr = fmt.Sprintf("127.0.0.1:%d", port)
+		})
+		const members, spread = 24, 1200 * time.Millisecond
+		var clients []*rawClient
+		for i := range members {
+			clients = append(clients, ts.join(t, fmt.Sprintf("m%d", i), "drain"))
+		}
+		ts.waitMembers(t, members)
+		exchange(t, clients, "before")
+		if !ts.Ready() {
+			t.Fatal("not ready before the drain")
+		}
+
+		type closed struct {
+			at      time.Time
+			code    ws.StatusCode
+			ready   bool // Ready() when the close arrived
+			got     int  // messages from the talker received before it
+			readErr error
+		}
+		res := make([]closed, members)
+		var wg sync.WaitGroup
+		// Member 0 talks throughout the drain; the others count what they
+		// receive from it until their close.
+		for i := 1; i < members; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					msg, err := clients[i].recv(10 * time.Second)
+					if err != nil {
+						var ce *closeError
+						if errors.As(err, &ce) {
+							res[i] = closed{at: time.Now(), code: ce.code, ready: ts.Ready(), got: res[i].got}
+						} else {
+							res[i].readErr = err
+						}
+						return
+					}
+					if msg.op == ws.OpText {
+						res[i].got++
+					}
+				}
+			}()
+		}
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() { done <- ts.Drain(context.Background(), spread) }()
+		// The talker sends until its own turn comes.
+		sent := 0
+		for time.Since(start) < spread {
+			if err := clients[0].send(ws.OpText, fmt.Appendf(nil, "during %d", sent)); err != nil {
+				break
+			}
+			sent++
+			time.Sleep(10 * time.Millisecond) // the pace of a chat, not a wait for a condition
+		}
+		wg.Wait()
+		if err := <-done; err != nil {
+			t.Fatalf("Drain: %v", err)
+		}
+
+		var times []time.Duration
+		for i := 1; i < members; i++ {
+			r := res[i]
+			if r.readErr != nil {
+				t.Fatalf("member %d: %v", i, r.readErr)
+			}
+			if r.code != ws.StatusGoingAway {
+				t.Fatalf("member %d closed with %d, want 1001", i, r.code)
+			}
+			if r.ready {
+				t.Fatalf("member %d was closed while the server still reported ready", i)
+			}
+			times = append(times, r.at.Sub(start))
+		}
+		slices.Sort(times)
+		first, median, last := times[0], times[len(times)/2], times[len(times)-1]
+		t.Logf("closes after %v (first), %v (median), %v (last) of a %v spread; the talker sent %d", first, median, last, spread, sent)
+		if last-first < spread/2 || median < spread/4 || median > spread*3/4+200*time.Millisecond {
+			t.Fatalf("closes not spread over %v: first %v, median %v, last %v", spread, first, median, last)
+		}
+		// Members closed late received the talker's messages sent while
+		// they were still there.
+		if late := res[slices.IndexFunc(res[1:], func(r closed) bool { return r.at.Sub(start) == last })+1]; late.got < 2 {
+			t.Fatalf("the last member closed received %d messages during the drain", late.got)
+		}
+
+		// The listener is gone: a new connection is refused by the kernel.
+		if c, err := net.DialTimeout("tcp", ts.addr, shortWait); err == nil {
+			c.Close()
+			t.Fatal("a connection was accepted after the drain")
+		} else if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("dial after the drain: %v, want connection refused", err)
+		}
+		ts.waitConns(t, 0)
+	})
+}
