@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"time"
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
@@ -82,7 +83,10 @@ type conn struct {
 	// copied whole per member: part is that frame, partOff how much of
 	// it has gone to gnet. A close waits for it, so no frame is cut.
 	part    *ring.Message
-	partOff int
+	partOff int32
+	// opened is when the connection was accepted, in tenths of a second
+	// since the server started (logs; 13 years of range).
+	opened uint32
 	pong    *[]byte // the payload of a ping answered once part is out (rare)
 
 	closeText string // the close frame's reason (fCloseFrame)
@@ -140,7 +144,7 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	}
 	l := s.loopFor(gc.EventLoop())
 	l.tick()
-	c := &conn{s: s, l: l, gc: gc, id: s.nextID.Add(1)}
+	c := &conn{s: s, l: l, gc: gc, id: s.nextID.Add(1), opened: uint32((l.now - s.started) / int64(100*time.Millisecond))}
 	l.conns[c] = struct{}{}
 	l.ctr.accepted++
 	gc.SetContext(c)
@@ -445,8 +449,18 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	if c.flags&fCounted != 0 {
 		s.perIP.release(c.clientAddr().Addr())
 	}
-	if s.log.Enabled(context.Background(), slog.LevelDebug) {
-		s.log.Debug("closed", "conn", c.id, "reason", c.reason.String(), "err", err)
+	if s.log.Enabled(context.Background(), slog.LevelInfo) {
+		// One line per connection (SPEC 5): ids hashed, never a uid or
+		// channel name.
+		d := time.Duration(l.now-s.started) - time.Duration(c.opened)*100*time.Millisecond
+		attrs := []any{"conn", c.id, "reactor", l.idx, "remote", c.remote(), "duration", d.Round(100 * time.Millisecond), "reason", c.reason.String()}
+		if c.closeStatus != 0 {
+			attrs = append(attrs, "code", int(c.closeStatus))
+		}
+		if err != nil {
+			attrs = append(attrs, "err", err)
+		}
+		s.log.Info("closed", attrs...)
 	}
 	return gnet.None
 }

@@ -20,6 +20,8 @@ const (
 	DefaultReadBufferCap     = 64 << 10
 	DefaultWriteBufferCap    = 4 << 10
 	DefaultMaxMessage        = 16 << 20
+	// MaxMessageLimit bounds MaxMessage: a frame's offset fits 32 bits.
+	MaxMessageLimit          = 1 << 30
 	DefaultMaxPending        = 4 << 20
 	DefaultSlowGrace         = 10 * time.Second
 	DefaultMaxUID            = codec.DefaultMaxUID

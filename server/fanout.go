@@ -378,8 +378,8 @@ func (c *conn) writePart() bool {
 		if n := c.writeMax(sliceMax); len(p) > n {
 			p = p[:n]
 		}
-		c.partOff += len(p)
-		if c.partOff == len(c.part.Frame) {
+		c.partOff += int32(len(p))
+		if int(c.partOff) == len(c.part.Frame) {
 			c.part, c.partOff = nil, 0
 		}
 		c.writeOut(p)

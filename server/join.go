@@ -91,7 +91,7 @@ func (c *conn) join(h codec.Header) {
 	key := memberKey{uid: h.UID, auth: h.Auth}
 	ch, old, ok := s.reg.join(s, h.Channel, key, c, l.now)
 	if !ok {
-		c.s.log.Info(closeDuplicate.String(), "conn", c.id, "uid", h.UID, "channel", h.Channel)
+		c.s.log.Info(closeDuplicate.String(), "conn", c.id, "uid", s.ids.id(h.UID), "channel", s.ids.id(h.Channel))
 		c.closeWith(closeDuplicate)
 		return
 	}
@@ -120,8 +120,8 @@ func (c *conn) join(h codec.Header) {
 	}
 	g.add(c)
 	ch.lastActive.Store(l.now)
-	if s.log.Enabled(context.Background(), slog.LevelDebug) {
-		s.log.Debug("joined", "conn", c.id, "uid", c.uidID, "channel", ch.hid, "history", span.Len())
+	if s.log.Enabled(context.Background(), slog.LevelInfo) {
+		s.log.Info("joined", "conn", c.id, "reactor", l.idx, "remote", c.remote(), "uid", c.uidID, "channel", ch.hid, "history", span.Len())
 	}
 	c.drain()
 }

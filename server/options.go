@@ -58,7 +58,8 @@ type Options struct {
 	// rounded up to a power of two.
 	RingSize int
 
-	// MaxMessage is the largest accepted message in bytes (1009 beyond it).
+	// MaxMessage is the largest accepted message in bytes (1009 beyond it),
+	// at most MaxMessageLimit.
 	// Default 16 MiB.
 	MaxMessage int
 	// MaxConns bounds concurrent connections; extras are closed at accept.
@@ -241,6 +242,9 @@ func (o *Options) Validate() error {
 		if p.v <= 0 {
 			return fmt.Errorf("server: %s %d: must be positive", p.name, p.v)
 		}
+	}
+	if o.MaxMessage > MaxMessageLimit {
+		return fmt.Errorf("server: MaxMessage (--max-message) %d: at most %d", o.MaxMessage, MaxMessageLimit)
 	}
 	if o.MaxConns < 0 {
 		return fmt.Errorf("server: MaxConns (--max-conns) %d: must be 0 (unlimited) or positive", o.MaxConns)

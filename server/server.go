@@ -42,6 +42,7 @@ type Server struct {
 
 	eng     gnet.Engine
 	addr    net.Addr
+	started int64 // unix nanoseconds at New: conn.opened counts from it
 	booted  chan struct{}
 	running chan struct{} // closed by the first OnTick: every loop's poller is open
 	runOnce sync.Once
@@ -124,6 +125,7 @@ func New(opts Options) (*Server, error) {
 		rate:    newRateLimiter(opts.RateLimit),
 		loopIdx: make(map[gnet.EventLoop]*loop),
 		booted:  make(chan struct{}),
+		started: time.Now().UnixNano(),
 		running: make(chan struct{}),
 		mem:     newMemReleaser(opts.ReleaseQuiet),
 		stopped: make(chan struct{}),
