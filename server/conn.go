@@ -87,7 +87,7 @@ type conn struct {
 	// opened is when the connection was accepted, in tenths of a second
 	// since the server started (logs; 13 years of range).
 	opened uint32
-	pong    *[]byte // the payload of a ping answered once part is out (rare)
+	pong   *[]byte // the payload of a ping answered once part is out (rare)
 
 	closeText string // the close frame's reason (fCloseFrame)
 
