@@ -67,6 +67,9 @@ func (s *Server) drain(ctx context.Context, spread time.Duration) error {
 	s.lameDuck.Store(true)
 	n, err := s.closeListeners()
 	s.log.Info("draining", "conns", s.conns.Load(), "spread", spread, "listeners closed", n, "err", err)
+	if b, _ := os.ReadFile("/proc/sys/net/ipv4/tcp_migrate_req"); s.opts.ReusePort && string(b) == "0\n" {
+		s.log.Warn("net.ipv4.tcp_migrate_req is 0: connections queued at the closed listener were reset; set it to 1 so that the other process takes them")
+	}
 	if s.http != nil {
 		_ = s.http.ln.Close() // the HTTP side takes no new connection
 	}
