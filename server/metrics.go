@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -73,7 +74,7 @@ type Metrics struct {
 	Deliveries uint64            // messages written to members (live and history)
 	BytesOut   uint64            // their frame bytes
 	// Closes counts closed connections by why they ended (close.go's
-	// names: "eof", "slow consumer", "tls error", ...).
+	// names in snake case: "eof", "slow_consumer", "tls_error", ...).
 	Closes map[string]uint64
 	// HandshakeFailures counts TLS connections closed before their
 	// handshake was done, by the same names.
@@ -140,10 +141,10 @@ func (s *Server) Metrics(ctx context.Context) Metrics {
 		m.BytesOut += c.bytesOut
 		for r := range closeReasons {
 			if n := c.closes[r]; n > 0 {
-				m.Closes[closeReason(r).String()] += n
+				m.Closes[closeReason(r).label()] += n
 			}
 			if n := c.hsFailures[r]; n > 0 {
-				m.HandshakeFailures[closeReason(r).String()] += n
+				m.HandshakeFailures[closeReason(r).label()] += n
 			}
 		}
 		for i, n := range c.codes {
@@ -185,14 +186,17 @@ func (c *conn) countCode(code ws.StatusCode) {
 	}
 }
 
+// label is the reason's name as a metric label value: snake case.
+func (r closeReason) label() string { return strings.ReplaceAll(r.String(), " ", "_") }
+
 // refusals are the accept-time refusals by reason.
 func (s *Server) refusals() map[string]uint64 {
 	return map[string]uint64{
-		"max-conns":         uint64(s.refusedMax.Load()),
+		"max_conns":         uint64(s.refusedMax.Load()),
 		"draining":          uint64(s.refusedDraining.Load()),
-		"rate-limit":        uint64(s.refusedRate.Load()),
-		"max-conns-per-ip":  uint64(s.refusedPerIP.Load()),
-		"not-trusted-proxy": uint64(s.refusedUntrusted.Load()),
+		"rate_limit":        uint64(s.refusedRate.Load()),
+		"max_conns_per_ip":  uint64(s.refusedPerIP.Load()),
+		"not_trusted_proxy": uint64(s.refusedUntrusted.Load()),
 	}
 }
 

@@ -80,7 +80,7 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("loops %+v hold %d connections, the server %d", m1.Loops, conns, m1.Conns)
 		}
 
-		// A bad header: 1008, one close "invalid header".
+		// A bad header: 1008, one close "invalid_header".
 		bad := ts.upgraded(t, dialConfig{})
 		bad.mustSend(t, ws.OpText, []byte(`{"uid":"x"}`))
 		bad.expectClose(t, ws.StatusPolicyViolation, shortWait)
@@ -105,7 +105,7 @@ func TestMetrics(t *testing.T) {
 				name      string
 				got, want uint64
 			}{
-				{"closes invalid header", m2.Closes["invalid header"] - m1.Closes["invalid header"], 1},
+				{"closes invalid header", m2.Closes["invalid_header"] - m1.Closes["invalid_header"], 1},
 				{"close code 1008", m2.CloseCodes[1008] - m1.CloseCodes[1008], 1},
 				{"close code 1009", m2.CloseCodes[1009] - m1.CloseCodes[1009], 1},
 				{"dropped too_large", m2.Dropped["too_large"] - m1.Dropped["too_large"], 1},
@@ -115,7 +115,7 @@ func TestMetrics(t *testing.T) {
 				checks = append(checks, struct {
 					name      string
 					got, want uint64
-				}{"handshake failures", m2.HandshakeFailures["tls error"] - m1.HandshakeFailures["tls error"], 1})
+				}{"handshake failures", m2.HandshakeFailures["tls_error"] - m1.HandshakeFailures["tls_error"], 1})
 			}
 			for _, c := range checks {
 				if c.got != c.want {

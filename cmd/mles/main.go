@@ -3,9 +3,11 @@
 //
 // With no flags it serves TLS on port 443 with an ephemeral self-signed
 // certificate for localhost. Every flag can also be set from the environment
-// as MLES_<NAME> (dashes become underscores: --max-conns is MLES_MAX_CONNS).
-// MLES_KEY is the shared key of the auth token; RUST_LOG sets the log level
-// when --log-level is not given, as with mles-rs.
+// as MLES_<NAME> (dashes become underscores: --max-conns is MLES_MAX_CONNS)
+// or from a --config file (TOML or YAML, keys named as the long flags; see
+// config.go); the command line wins over the environment, which wins over
+// the file. MLES_KEY is the shared key of the auth token; RUST_LOG sets the
+// log level when --log-level is not given, as with mles-rs.
 package main
 
 import (
@@ -28,6 +30,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/mles/mles/server"
+	"github.com/mles/mles/server/admin"
 	"github.com/mles/mles/server/www"
 	"github.com/mles/mles/tlsbridge"
 )
@@ -35,33 +38,43 @@ import (
 func main() {
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "mles:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }
 
 type flags struct {
-	port      int
-	addr      string
-	plain     bool
-	tlsCert   string
-	tlsKey    string
-	logLevel  string
-	logFormat string
-	cpuProf   string
-	wwwroot   string
-	fileLimit int
-	zcacheMB  int
-	proxies   []string
-	redirect  bool
-	redirPort int
-	domains   []string
-	emails    []string
-	cacheDir  string
-	staging   bool
-	acmeDir   string
-	trusted   []string
-	drainTime time.Duration
-	opts      server.Options
+	port       int
+	addr       string
+	plain      bool
+	tlsCert    string
+	tlsKey     string
+	logLevel   string
+	logFormat  string
+	cpuProf    string
+	wwwroot    string
+	fileLimit  int
+	zcacheMB   int
+	proxies    []string
+	redirect   bool
+	redirPort  int
+	domains    []string
+	emails     []string
+	cacheDir   string
+	staging    bool
+	acmeDir    string
+	trusted    []string
+	drainTime  time.Duration
+	admin      string // --admin: address of the admin listener
+	pprof      bool
+	ticketKeys string
+	opts       server.Options
+
+	config      string            // --config
+	printConfig bool              // --print-config
+	version     bool              // --version
+	args        []string          // the command line, parsed again on SIGHUP
+	src         map[string]source // where each flag's value came from (config.go)
+	values      map[string]any    // each flag's value before defaulting, as a config file has it
 }
 
 // parsePrefix parses a CIDR, or one address as the prefix of its full
@@ -100,6 +113,7 @@ func parse(args []string) (*flags, *pflag.FlagSet, error) {
 	fs.BoolVar(&f.plain, "plain", false, "serve WebSocket without TLS (behind a TLS-terminating proxy, or for local tests)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate chain file (reloaded on SIGHUP)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file (reloaded on SIGHUP)")
+	fs.StringVar(&f.ticketKeys, "tls-ticket-keys", "", "TLS session ticket keys, one 64-hex-digit key per line, the first encrypting (shared across restarts and servers so that reconnects resume; reloaded on SIGHUP)")
 	fs.IntVar(&o.Reactors, "reactors", 0, "event loops (default: number of CPUs)")
 	fs.BoolVar(&o.ReusePort, "reuseport", false, "set SO_REUSEPORT on the listener")
 	fs.BoolVar(&o.LockOSThread, "lock-os-thread", false, "pin each event loop to an OS thread")
@@ -130,14 +144,23 @@ func parse(args []string) (*flags, *pflag.FlagSet, error) {
 	fs.DurationVar(&o.CloseLinger, "close-linger", server.DefaultCloseLinger, "how long a closing connection keeps flushing its queued output before it is closed hard")
 	fs.DurationVar(&o.ReleaseQuiet, "release-quiet", server.DefaultReleaseQuiet, "return free heap memory to the OS once no connection has opened for this long (negative: never)")
 	fs.BoolVar(&o.ReplaceDuplicate, "replace-duplicate", false, "a new session with the same (uid, channel, auth) replaces the old one instead of being refused")
+	fs.StringVar(&f.admin, "admin", "", "serve /metrics, /healthz, /readyz, /varz and a status page on this address, e.g. 127.0.0.1:9090 (default: off)")
+	fs.BoolVar(&f.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on --admin")
 	fs.StringVar(&f.logLevel, "log-level", "", "error, warn, info, debug or trace (default: RUST_LOG, else warn)")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	fs.StringVar(&f.cpuProf, "cpuprofile", "", "write a Go CPU profile to this file until shutdown (for benchmarks)")
+	f.defineCommandFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, fs, err
 	}
-	if err := applyEnv(fs); err != nil {
+	if f.version {
+		return f, fs, nil // before the environment and the file, which may be broken
+	}
+	if err := f.applySources(fs, args); err != nil { // MLES_<NAME>, then --config
 		return nil, fs, err
+	}
+	if f.pprof && f.admin == "" {
+		return nil, fs, errors.New("--pprof needs --admin")
 	}
 	if f.zcacheMB < 0 {
 		return nil, fs, fmt.Errorf("-C/--compression-cache %d: must be 0 (off) or positive", f.zcacheMB)
@@ -165,23 +188,6 @@ func parse(args []string) (*flags, *pflag.FlagSet, error) {
 		return nil, fs, err
 	}
 	return f, fs, nil
-}
-
-// applyEnv sets every flag not given on the command line from MLES_<NAME>.
-func applyEnv(fs *pflag.FlagSet) error {
-	var err error
-	fs.VisitAll(func(fl *pflag.Flag) {
-		if err != nil || fl.Changed {
-			return
-		}
-		name := "MLES_" + strings.ToUpper(strings.ReplaceAll(fl.Name, "-", "_"))
-		if v, ok := os.LookupEnv(name); ok {
-			if e := fs.Set(fl.Name, v); e != nil {
-				err = fmt.Errorf("%s: %w", name, e)
-			}
-		}
-	})
-	return err
 }
 
 // ensureHandshakeProc gives TLS handshakes a Go P of their own. An idle
@@ -242,12 +248,18 @@ func logLevel(flag string) (slog.Level, error) {
 }
 
 func run(args []string) error {
-	f, _, err := parse(args)
+	f, fs, err := parse(args)
 	if err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil
 		}
-		return err
+		return usageError{err}
+	}
+	if f.version {
+		return printVersion(os.Stdout)
+	}
+	if f.printConfig {
+		return printConfig(os.Stdout, fs, f)
 	}
 	lvl, err := logLevel(f.logLevel)
 	if err != nil {
@@ -308,6 +320,14 @@ func run(args []string) error {
 		log.Warn("no certificate configured: using an ephemeral self-signed certificate for localhost (clients must skip verification)")
 		o.TLS = tlsbridge.ServerConfig(tlsbridge.Static(cert))
 	}
+	if f.ticketKeys != "" {
+		if o.TLS == nil {
+			return errors.New("--tls-ticket-keys needs TLS (not --plain)")
+		}
+		if err := tlsbridge.SetTicketKeys(o.TLS, f.ticketKeys); err != nil {
+			return err
+		}
+	}
 
 	var rules []www.ProxyRule
 	for _, p := range f.proxies {
@@ -363,7 +383,25 @@ func run(args []string) error {
 		}
 		defer stop()
 	}
-	return serve(srv, f, log, func() { reload(f, files, level, log) })
+	if f.admin != "" {
+		h := admin.New(admin.Config{Server: srv, Options: o, Pprof: f.pprof, Logger: log})
+		stop, err := admin.Serve(f.admin, h, log)
+		if err != nil {
+			_ = srv.Shutdown(context.Background())
+			return err
+		}
+		defer stop() // after serve's drain: /readyz answers 503 through it
+	}
+	return serve(srv, f, log, func() {
+		reload(f, files, level, log)
+		if f.ticketKeys != "" {
+			if err := tlsbridge.SetTicketKeys(o.TLS, f.ticketKeys); err != nil {
+				log.Error("ticket key reload failed; keeping the old keys", "err", err)
+			} else {
+				log.Warn("ticket keys reloaded")
+			}
+		}
+	})
 }
 
 // serve waits for signals (SPEC 5): SIGHUP reloads; SIGTERM is the
@@ -397,12 +435,10 @@ func serve(srv *server.Server, f *flags, log *slog.Logger, onHUP func()) error {
 	return srv.Shutdown(context.Background())
 }
 
-// reload applies SIGHUP: the certificate files and the log level.
+// reload applies SIGHUP: the --config file's reloadable keys (the log
+// level; reloadConfig) and the certificate files.
 func reload(f *flags, files *tlsbridge.FileSource, level *slog.LevelVar, log *slog.Logger) {
-	if lvl, err := logLevel(f.logLevel); err == nil && lvl != level.Level() {
-		level.Set(lvl)
-		log.Warn("log level changed", "level", lvl.String())
-	}
+	reloadConfig(f, level, log)
 	if files == nil {
 		log.Warn("SIGHUP: no certificate files to reload")
 		return

@@ -12,6 +12,13 @@
 // Each passed check prints "ok NAME"; the last stdout line is a JSON summary
 // {"client":"chromium","passed":[...],"failed":null|"..."}. Exit status 0
 // only when every check passed.
+//
+//   node chromium.mjs --status http://127.0.0.1:PORT/
+//
+// loads the admin status page of mles --admin instead, waits until it has
+// read /varz twice and drawn its charts, fails on any console error, page
+// error or failed request, and adds the figures the page shows (the text of
+// its data-figure elements) to the summary as "figures".
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -25,9 +32,10 @@ const TOTAL_MS = 80000; // bound of the whole run (browser start included)
 const LAUNCH_MS = 40000;
 const PAGE_MS = 20000; // bound of the in-page checks
 
-const url = process.argv[2];
-if (!url || !/^wss?:\/\//.test(url)) {
-  console.error('usage: node chromium.mjs wss://127.0.0.1:PORT/ [--site https://127.0.0.1:PORT/]');
+const statusURL = process.argv[2] === '--status' ? process.argv[3] : null;
+const url = statusURL ?? process.argv[2];
+if (!url || !(statusURL ? /^https?:\/\//.test(url) : /^wss?:\/\//.test(url))) {
+  console.error('usage: node chromium.mjs wss://127.0.0.1:PORT/ [--site https://127.0.0.1:PORT/] | --status http://127.0.0.1:PORT/');
   process.exit(2);
 }
 // --site PAGE: instead of the checks below, two pages load PAGE from the
@@ -40,6 +48,7 @@ let browserVersion = null;
 let context = null;
 let pageServer = null;
 let userDataDir = null;
+let figures = null; // --status: what the status page shows
 
 async function cleanup() {
   if (context) await context.close().catch(() => {});
@@ -55,7 +64,7 @@ async function finish(failed) {
   if (finished) return;
   finished = true;
   await cleanup();
-  console.log(JSON.stringify({ client: 'chromium', version: browserVersion, url, passed, failed }));
+  console.log(JSON.stringify({ client: 'chromium', version: browserVersion, url, passed, failed, ...(figures ? { figures } : {}) }));
   process.exit(failed ? 1 : 0);
 }
 
@@ -277,6 +286,49 @@ async function siteChecks(context) {
   return ['site-page', 'same-origin', 'two-pages'];
 }
 
+// statusChecks loads the admin status page in page and waits until it has
+// read varz at least twice and drawn both charts, without reloading; any
+// console error, page error or failed request fails it. It sets figures.
+async function statusChecks(page, consoleLines) {
+  const failedRequests = [];
+  page.on('requestfailed', (r) => failedRequests.push(`${r.url()}: ${r.failure()?.errorText}`));
+  const resp = await page.goto(statusURL, { timeout: 20000 });
+  if (!resp || resp.status() !== 200) throw new Error(`status page: HTTP ${resp?.status()}`);
+  if ((await page.title()) !== 'mles status') throw new Error(`status page title ${JSON.stringify(await page.title())}`);
+  await page.waitForFunction(() => document.body.dataset.samples === '1', null, { timeout: 10000 });
+  await page.evaluate(() => {
+    window.mlesLoaded = true; // gone if the page reloads instead of refreshing in place
+  });
+  await page.waitForFunction(
+    () =>
+      Number(document.body.dataset.samples) >= 2 &&
+      document.querySelector('#chart-deliveries polyline').getAttribute('points').trim() !== '' &&
+      document.querySelector('#chart-connections polyline').getAttribute('points').trim() !== '',
+    null,
+    { timeout: 15000 },
+  );
+  const shown = await page.evaluate(() => {
+    const f = {};
+    for (const el of document.querySelectorAll('[data-figure]')) f[el.dataset.figure] = el.textContent;
+    const points = (id) => document.querySelector(`#${id} polyline`).getAttribute('points').trim().split(/\s+/).length;
+    return {
+      figures: f,
+      inPlace: window.mlesLoaded === true,
+      samples: Number(document.body.dataset.samples),
+      points: { deliveries: points('chart-deliveries'), connections: points('chart-connections') },
+      error: document.getElementById('error').textContent,
+      reactors: document.querySelectorAll('#reactors tbody tr').length,
+    };
+  });
+  if (!shown.inPlace) throw new Error('the status page reloaded instead of refreshing in place');
+  if (shown.error) throw new Error(`the status page shows an error: ${shown.error}`);
+  const errors = consoleLines.filter((l) => l.startsWith('error:') || l.startsWith('pageerror:'));
+  if (errors.length || failedRequests.length) throw new Error(`console errors: ${JSON.stringify([...errors, ...failedRequests])}`);
+  figures = { ...shown.figures, samples: String(shown.samples), reactor_rows: String(shown.reactors),
+    chart_points_deliveries: String(shown.points.deliveries), chart_points_connections: String(shown.points.connections) };
+  return ['status-page', 'refreshed-in-place', 'charts', 'no-console-errors'];
+}
+
 async function main() {
   pageServer = http.createServer((req, res) => {
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
@@ -315,7 +367,11 @@ async function main() {
   passed.push('launch');
   console.log(`ok launch ${browserVersion ?? ''}`.trim());
   try {
-    const got = siteURL ? await siteChecks(context) : await page.evaluate(pageChecks, { url, run, stepMs: 5000 });
+    const got = statusURL
+      ? await statusChecks(page, consoleLines)
+      : siteURL
+        ? await siteChecks(context)
+        : await page.evaluate(pageChecks, { url, run, stepMs: 5000 });
     for (const name of got) {
       passed.push(name);
       console.log(`ok ${name}`);

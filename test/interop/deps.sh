@@ -4,8 +4,9 @@
 # they are all present: `make test` runs it every time.
 #
 #   Debian packages: chromium (driven by playwright-core), python3-websockets,
-#                    python3-autobahn, python3-twisted, and the reverse
-#                    proxies of proxies_test.go: nginx-light, haproxy
+#                    python3-autobahn, python3-twisted, the reverse
+#                    proxies of proxies_test.go: nginx-light, haproxy, and
+#                    prometheus for promtool (status_test.go checks a scrape)
 #   npm (package-lock.json in this folder): ws@8, playwright-core
 #
 # The Python clients run under /usr/bin/python3: the python3 first on PATH may
@@ -13,7 +14,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-apt_packages=(chromium python3-websockets python3-autobahn python3-twisted nginx-light haproxy)
+apt_packages=(chromium python3-websockets python3-autobahn python3-twisted nginx-light haproxy prometheus)
 
 log() { printf 'deps.sh: %s\n' "$*" >&2; }
 die() {
@@ -45,6 +46,7 @@ done
 [ -x /usr/bin/chromium ] || [[ " ${missing[*]-} " == *" chromium "* ]] || missing+=(chromium)
 [ -x /usr/sbin/nginx ] || [[ " ${missing[*]-} " == *" nginx-light "* ]] || missing+=(nginx-light)
 [ -x /usr/sbin/haproxy ] || [[ " ${missing[*]-} " == *" haproxy "* ]] || missing+=(haproxy)
+[ -x /usr/bin/promtool ] || [[ " ${missing[*]-} " == *" prometheus "* ]] || missing+=(prometheus)
 if ! /usr/bin/python3 -c 'import websockets, autobahn, twisted' >/dev/null 2>&1; then
 	for p in python3-websockets python3-autobahn python3-twisted; do
 		[[ " ${missing[*]-} " == *" $p "* ]] || missing+=("$p")
@@ -64,7 +66,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 [ -x /usr/bin/chromium ] || die "/usr/bin/chromium still missing after install"
-for b in /usr/sbin/nginx /usr/sbin/haproxy; do
+for b in /usr/sbin/nginx /usr/sbin/haproxy /usr/bin/promtool; do
 	[ -x "$b" ] || die "$b still missing after install"
 done
 /usr/bin/python3 -c 'import websockets, autobahn, twisted' ||
