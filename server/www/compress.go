@@ -110,8 +110,8 @@ type zcache struct {
 }
 
 type zkey struct {
-	name, enc   string
-	size, mtime int64
+	host, name, enc string
+	size, mtime     int64
 }
 
 type zentry struct {
@@ -167,17 +167,17 @@ func (c *zcache) bytes() int64 {
 
 // serveCompressed sends the file compressed when the request and the file
 // allow it, and reports whether it did. The caller has set ETag.
-func (h *Handler) serveCompressed(w http.ResponseWriter, r *http.Request, name string, info fs.FileInfo, f io.Reader) bool {
+func (h *Handler) serveCompressed(w http.ResponseWriter, r *http.Request, host, name string, info fs.FileInfo, f io.Reader) bool {
 	ctype := mime.TypeByExtension(path.Ext(name))
 	if h.zc == nil || !compressible(ctype) || info.Size() < compressMin || info.Size() > compressMax {
 		return false
 	}
-	w.Header().Add("Vary", "Accept-Encoding")
 	enc := accepted(r)
 	if enc == "" || r.Header.Get("Range") != "" {
+		w.Header().Add("Vary", "Accept-Encoding")
 		return false
 	}
-	k := zkey{name: name, enc: enc, size: info.Size(), mtime: info.ModTime().UnixNano()}
+	k := zkey{host: host, name: name, enc: enc, size: info.Size(), mtime: info.ModTime().UnixNano()}
 	data, ok := h.zc.get(k)
 	if !ok {
 		raw, err := io.ReadAll(io.LimitReader(f, compressMax+1))
@@ -187,12 +187,7 @@ func (h *Handler) serveCompressed(w http.ResponseWriter, r *http.Request, name s
 		data = compress(enc, raw)
 		h.zc.put(k, data)
 	}
-	hdr := w.Header()
-	hdr.Set("Content-Type", ctype)
-	hdr.Set("Content-Encoding", enc)
-	if tag := hdr.Get("ETag"); tag != "" {
-		hdr.Set("ETag", strings.TrimSuffix(tag, `"`)+"-"+enc+`"`)
-	}
-	http.ServeContent(w, r, name, info.ModTime(), bytes.NewReader(data))
+	w.Header().Set("ETag", etagOf(info.ModTime(), info.Size(), enc))
+	writeCompressed(w, r, name, info.ModTime(), ctype, enc, data)
 	return true
 }

@@ -112,14 +112,88 @@ func TestCompression(t *testing.T) {
 			t.Fatalf("%s compressed", p)
 		}
 	}
-	// A changed file is compressed anew, not served stale from the cache.
+	// A changed file is compressed anew once its last look is older than
+	// the stat cache's validity, not served stale from the cache.
 	js2 := []byte(strings.Repeat("const changed = true;\n", 300))
 	write("app.js", js2)
 	later := time.Now().Add(time.Minute)
 	_ = os.Chtimes(filepath.Join(dir, "app.js"), later, later)
-	r = get(t, h, "GET", "example.org", "/app.js", map[string]string{"Accept-Encoding": "zstd"})
-	if !bytes.Equal(decode(t, "zstd", []byte(body(r))), js2) {
-		t.Fatal("a changed file served from the cache")
+	changed := time.Now()
+	for {
+		r = get(t, h, "GET", "example.org", "/app.js", map[string]string{"Accept-Encoding": "zstd"})
+		got := decode(t, "zstd", []byte(body(r)))
+		if bytes.Equal(got, js2) {
+			break
+		}
+		if !bytes.Equal(got, js) {
+			t.Fatal("neither the old nor the new file")
+		}
+		if time.Since(changed) > statValid+2*time.Second {
+			t.Fatalf("a changed file still served from the cache %v later", time.Since(changed))
+		}
+		time.Sleep(50 * time.Millisecond) // polling for the change, with the deadline above
+	}
+}
+
+// TestCompressedFromMemory: once a compressed file is in the cache, it is
+// served with its length and without opening the host's directory or the
+// file while its last look is fresh (a renamed site still answers), and
+// looked up again after that (the renamed site is gone: 404). Two hosts
+// whose files have the same name, size and time get each their own.
+func TestCompressedFromMemory(t *testing.T) {
+	root := t.TempDir()
+	a, b := []byte(strings.Repeat("a", 2000)), []byte(strings.Repeat("b", 2000))
+	mtime := time.Now().Add(-time.Hour)
+	for host, content := range map[string][]byte{"a.org": a, "b.org": b} {
+		if err := os.MkdirAll(filepath.Join(root, host), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(root, host, "index.html")
+		if err := os.WriteFile(p, content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := New(Config{Root: root, CompressionCache: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	h.stats.valid = 500 * time.Millisecond
+	br := map[string]string{"Accept-Encoding": "br"}
+	for host, want := range map[string][]byte{"a.org": a, "b.org": b, "a.org ": a} {
+		host = strings.TrimSpace(host)
+		r := get(t, h, "GET", host, "/", br)
+		got := []byte(body(r))
+		if !bytes.Equal(decode(t, "br", got), want) {
+			t.Fatalf("%s: another host's file", host)
+		}
+		if cl := r.Header.Get("Content-Length"); cl != fmt.Sprint(len(got)) || len(r.TransferEncoding) > 0 {
+			t.Fatalf("%s: Content-Length %q for %d bytes, transfer encoding %v", host, cl, len(got), r.TransferEncoding)
+		}
+	}
+	if err := os.Rename(filepath.Join(root, "a.org"), filepath.Join(root, "gone")); err != nil {
+		t.Fatal(err)
+	}
+	renamed := time.Now()
+	r := get(t, h, "GET", "a.org", "/", br)
+	if time.Since(renamed) < h.stats.valid && r.StatusCode != 200 {
+		t.Fatalf("within the validity: %d, want 200 from memory", r.StatusCode)
+	}
+	for {
+		r = get(t, h, "GET", "a.org", "/", br)
+		if r.StatusCode == 404 {
+			break
+		}
+		if time.Since(renamed) > h.stats.valid+2*time.Second {
+			t.Fatalf("a renamed site still served %v later", time.Since(renamed))
+		}
+		time.Sleep(20 * time.Millisecond) // polling for the expiry, with the deadline above
+	}
+	if r := get(t, h, "HEAD", "b.org", "/", br); r.StatusCode != 200 || r.Header.Get("Content-Encoding") != "br" {
+		t.Fatalf("HEAD: %d %q", r.StatusCode, r.Header.Get("Content-Encoding"))
 	}
 }
 

@@ -46,6 +46,7 @@ type Handler struct {
 	root  *os.Root
 	slots chan struct{}
 	zc    *zcache // nil: no compression
+	stats statCache
 }
 
 // New opens cfg.Root and returns its Handler. Close releases the root.
@@ -58,7 +59,7 @@ func New(cfg Config) (*Handler, error) {
 	if limit <= 0 {
 		limit = DefaultFileLimit
 	}
-	return &Handler{root: root, slots: make(chan struct{}, limit), zc: newZCache(cfg.CompressionCache)}, nil
+	return &Handler{root: root, slots: make(chan struct{}, limit), zc: newZCache(cfg.CompressionCache), stats: statCache{valid: statValid}}, nil
 }
 
 // Close releases the site directory.
@@ -90,6 +91,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	urlPath := r.URL.Path
+	if !strings.HasPrefix(urlPath, "/") {
+		urlPath = "/" + urlPath
+	}
+	key := statKey{host: host, urlPath: urlPath}
+	if h.serveFromCache(w, r, key) {
+		return
+	}
 	select {
 	case h.slots <- struct{}{}:
 		defer func() { <-h.slots }()
@@ -103,10 +112,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer site.Close()
 
-	urlPath := r.URL.Path
-	if !strings.HasPrefix(urlPath, "/") {
-		urlPath = "/" + urlPath
-	}
 	name := strings.TrimPrefix(path.Clean(urlPath), "/")
 	if name == "" {
 		name = "."
@@ -138,12 +143,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	defer f.Close()
+	h.stats.put(key, name, info, time.Now())
 	hdr := w.Header()
-	hdr.Set("ETag", etag(info))
+	hdr.Set("ETag", etagOf(info.ModTime(), info.Size(), ""))
 	if path.Ext(name) == ".json" {
 		hdr.Set("Access-Control-Allow-Origin", "*")
 	}
-	if h.serveCompressed(w, r, name, info, f) {
+	if h.serveCompressed(w, r, host, name, info, f) {
 		return
 	}
 	http.ServeContent(w, r, name, info.ModTime(), f)
@@ -167,8 +173,11 @@ func open(site *os.Root, name string) (*os.File, fs.FileInfo, error) {
 	return f, info, nil
 }
 
-// etag is a strong validator from the file's size and modification time,
-// as nginx makes it.
-func etag(info fs.FileInfo) string {
-	return fmt.Sprintf(`"%x-%x"`, info.ModTime().UnixNano()/int64(time.Microsecond), info.Size())
+// etagOf is a strong validator from the file's modification time and
+// size, as nginx makes it, and the encoding of a compressed response.
+func etagOf(mtime time.Time, size int64, enc string) string {
+	if enc != "" {
+		return fmt.Sprintf(`"%x-%x-%s"`, mtime.UnixNano()/int64(time.Microsecond), size, enc)
+	}
+	return fmt.Sprintf(`"%x-%x"`, mtime.UnixNano()/int64(time.Microsecond), size)
 }
