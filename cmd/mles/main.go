@@ -274,7 +274,9 @@ func run(args []string) error {
 	} else if f.logFormat != "text" {
 		return fmt.Errorf("unknown log format %q", f.logFormat)
 	}
-	log := slog.New(h)
+	limited := newLimitHandler(h) // so that no client can fill the disk
+	defer limited.lim.flush()
+	log := slog.New(limited)
 	o := &f.opts
 	o.Logger = log
 	o.Addr = net.JoinHostPort(f.addr, strconv.Itoa(f.port))
