@@ -79,7 +79,7 @@ func (s *Server) drain(ctx context.Context, spread time.Duration) error {
 	// The spread: in each round every loop closes its share of what it
 	// still holds, so that round k of m has closed about k/m of them.
 	rounds := max(int(spread/drainStep), 1)
-	for k := 1; k < rounds; k++ {
+	for k := 1; k < rounds && s.conns.Load() > 0; k++ {
 		select {
 		case <-dctx.Done():
 			return dctx.Err()
@@ -87,10 +87,12 @@ func (s *Server) drain(ctx context.Context, spread time.Duration) error {
 		}
 		s.onLoops(func(l *loop) { l.closeShare(k, rounds) })
 	}
-	select {
-	case <-dctx.Done():
-		return dctx.Err()
-	case <-time.After(time.Until(end)):
+	if s.conns.Load() > 0 { // nothing left: no reason to wait out the spread
+		select {
+		case <-dctx.Done():
+			return dctx.Err()
+		case <-time.After(time.Until(end)):
+		}
 	}
 
 	// The last round: nothing more is read from members, and once every

@@ -127,3 +127,22 @@ func TestDrainSpread(t *testing.T) {
 		ts.waitConns(t, 0)
 	})
 }
+
+// TestDrainEmpty: a drain with no connection left does not wait out its
+// spread (a restart would otherwise take the whole drain time).
+func TestDrainEmpty(t *testing.T) {
+	ts := startServer(t, modes[1], nil)
+	c := ts.join(t, "only", "empty")
+	ts.waitMembers(t, 1)
+	start := time.Now()
+	go func() {
+		time.Sleep(100 * time.Millisecond) // the member leaves early in the drain
+		c.Close()
+	}()
+	if err := ts.Drain(context.Background(), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("a drain of a minute with its last connection gone after 100 ms took %v", took)
+	}
+}
