@@ -18,11 +18,31 @@
 //   - CPU time of loadgen (getrusage) and of the server (/proc/PID/stat) are
 //     sampled at the edges of the window; a run where loadgen used more than 0.9
 //     of a core is marked client_bound.
+//   - HTTP (-scenario static, and -http-rate beside a pub/sub scenario) uses a
+//     hand-written HTTP/1.1 keep-alive client by default (-http-client raw: one
+//     write per request, the response parsed in a reused buffer, no
+//     allocation), sending Chromium's Accept-Encoding; net/http's client is
+//     there for comparison (-http-client std). static is a closed loop on
+//     -conns connections (requests/s of a saturated server). -http-rate is an
+//     open loop, latency counted from each request's intended send time; beside
+//     a pub/sub scenario it runs in a child loadgen process (static
+//     -http-rate -start-at), aligned to the run's schedule, whose result and
+//     CPU join the run's record.
+//   - storm (wss only) is a reconnect storm after a server restart: -conns
+//     clients, each with its own TLS session cache, join and keep their
+//     session tickets; -restart-cmd restarts the server (and prints the new
+//     PID, measured from then on); all reconnect at once (-dialers at a
+//     time) and join. Recorded: time until all joined, connects/s, failures,
+//     the share that resumed their TLS session, server CPU per reconnect,
+//     connect+join latency.
 //
 // Usage:
 //
-//	loadgen -url ws://127.0.0.1:PORT/ -scenario fanout|bigchannel|chat|idle|connect|history|slow \
-//	        [-mode mles|centrifugo|rawtls] [-label NAME] [flags]
+//	loadgen -url ws://127.0.0.1:PORT/ -scenario fanout|bigchannel|chat|idle|connect|history|slow|httpburst \
+//	        [-mode mles|centrifugo|rawtls] [-label NAME] [-http-rate R -http-url http://...] [flags]
+//	loadgen -url http://127.0.0.1:PORT/path -scenario static [-conns 32] [flags]
+//	loadgen -url wss://127.0.0.1:PORT/ -scenario storm -insecure [-conns 10000] [-dialers 64] \
+//	        -restart-cmd RESTART [-server-pid PID] [flags]
 //
 // Each run appends one JSON object (see Result) to -out and prints a one-line
 // summary on stderr. The exit status is non-zero only when the run could not be

@@ -34,14 +34,18 @@ func main() {
 		err error
 	)
 	switch o.Scenario {
-	case ScenarioFanout, ScenarioBigChannel, ScenarioChat, ScenarioSlow:
+	case ScenarioFanout, ScenarioBigChannel, ScenarioHTTPBurst, ScenarioChat, ScenarioSlow:
 		res, err = runPubSub(ctx, &o)
+	case ScenarioStatic:
+		res, err = runStatic(ctx, &o)
 	case ScenarioIdle:
 		res, err = runIdle(ctx, &o)
 	case ScenarioConnect:
 		res, err = runConnect(ctx, &o)
 	case ScenarioHistory:
 		res, err = runHistory(ctx, &o)
+	case ScenarioStorm:
+		res, err = runStorm(ctx, &o)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "loadgen: %s %s %s: setup failed: %v\n", o.Label, o.Scenario, o.URL, err)

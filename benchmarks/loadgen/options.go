@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 )
 
@@ -20,7 +21,20 @@ const (
 	// keeps it apart from the fan-out sweep), with one big channel by
 	// default: 15000 members, 5 msg/s.
 	ScenarioBigChannel = "bigchannel"
+	// ScenarioStatic is closed-loop HTTP GETs of one static file (-url
+	// http://...), no WebSocket.
+	ScenarioStatic = "static"
+	// ScenarioHTTPBurst is fanout under its own name, meant with -http-rate
+	// (the HTTP burst on the same port) and without it as the baseline.
+	ScenarioHTTPBurst = "httpburst"
+	// ScenarioStorm is a reconnect storm after a server restart: -conns
+	// TLS clients join and keep their session tickets, -restart-cmd
+	// restarts the server, and all of them reconnect at once (storm.go).
+	ScenarioStorm = "storm"
 )
+
+// scenarioNames is the list in messages.
+const scenarioNames = "fanout, bigchannel, chat, idle, connect, history, slow, static, httpburst or storm"
 
 // Readers, as given to -reader.
 const (
@@ -52,14 +66,31 @@ type Options struct {
 	// Measured equal on one core; epoll is kept for experiments.
 	Reader string
 
-	Members  int     // members per channel, publisher included; fanout 1000, bigchannel 15000, chat 10, idle 10
+	Members  int     // members per channel, publisher included; fanout 1000, bigchannel 15000, chat 10, idle 10, storm 10
 	Rate     float64 // msg/s per publisher; fanout 1000, bigchannel 5, chat 10, history 10 (live, during joins)
 	Channels int     // chat channels; default 100
 	Slow     int     // members that stop reading (slow scenario); default 1
-	Conns    int     // idle connections; default 15000
+	Conns    int     // idle connections, default 15000; static: HTTP connections, default 32; storm: clients, default 10000
 	Stored   int     // history messages published before the joins; default 100
 	Joiners  int     // history joiners; default 50
 	JoinPar  int     // history joiners in flight; default 8
+
+	// HTTP (static, and the burst beside a pub/sub scenario).
+	// HTTPRate: pub/sub, GETs/s of HTTPURL during warm-up and window, open
+	// loop, from a child process (0: none); static, the same open loop
+	// over Conns connections instead of the closed loop (what the child
+	// runs).
+	HTTPRate       float64
+	HTTPConns      int    // pub/sub: keep-alive connections the burst is spread over; default 8
+	BurstCPU       int    // pub/sub: run the burst process on this CPU at idle priority (-1: inherit the generator's)
+	HTTPURL        string // pub/sub: the burst's URL, http://host:port/path
+	AcceptEncoding string // Accept-Encoding of every HTTP request; default Chromium's
+	HTTPClient     string // "raw" (hand-written, default) or "std" (net/http)
+	StartAt        int64  // static with HTTPRate: wall-clock start of the schedule (Unix ns; 0: now)
+
+	// RestartCmd (storm): a program that restarts the server and prints
+	// its new PID on stdout; empty: the storm goes to the same process.
+	RestartCmd string
 
 	target *target
 	run    uint16          // random run id, in every payload, uid and channel
@@ -68,7 +99,7 @@ type Options struct {
 
 func (o *Options) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.URL, "url", "", "server URL, ws://host:port/path or wss://...")
-	fs.StringVar(&o.Scenario, "scenario", "", "fanout, bigchannel, chat, idle, connect, history or slow")
+	fs.StringVar(&o.Scenario, "scenario", "", scenarioNames)
 	fs.StringVar((*string)(&o.Mode), "mode", string(ModeMles), "protocol: mles, centrifugo or rawtls (connect only)")
 	fs.StringVar(&o.Label, "label", "", "server name in the results (default: the mode)")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measured window")
@@ -85,10 +116,18 @@ func (o *Options) register(fs *flag.FlagSet) {
 	fs.Float64Var(&o.Rate, "rate", 0, "msg/s per publisher (default fanout/slow 1000, bigchannel 5, chat 10, history 10 live during the joins; 0 there: none)")
 	fs.IntVar(&o.Channels, "channels", 100, "chat: channels")
 	fs.IntVar(&o.Slow, "slow", 1, "slow: members that stop reading after joining")
-	fs.IntVar(&o.Conns, "conns", 15000, "idle: connections to join")
+	fs.IntVar(&o.Conns, "conns", 15000, "idle: connections to join; static: keep-alive HTTP connections (default 32); storm: TLS clients (default 10000)")
 	fs.IntVar(&o.Stored, "stored", 100, "history: messages stored before the joins")
 	fs.IntVar(&o.Joiners, "joiners", 50, "history: joiners")
 	fs.IntVar(&o.JoinPar, "join-concurrency", 8, "history: joiners in flight")
+	fs.Float64Var(&o.HTTPRate, "http-rate", 0, "fanout/httpburst (any pub/sub scenario): open-loop HTTP GETs/s of -http-url during warm-up and window, from a child loadgen process (0: none); static: open loop at this rate instead of the closed loop")
+	fs.IntVar(&o.HTTPConns, "http-conns", 8, "keep-alive connections the -http-rate burst is spread over")
+	fs.IntVar(&o.BurstCPU, "burst-cpu", -1, "run the -http-rate burst process on this CPU under SCHED_IDLE (taskset, chrt --idle), off the members' core (-1: on the generator's)")
+	fs.StringVar(&o.HTTPURL, "http-url", "", "URL of the -http-rate burst, http://host:port/path")
+	fs.StringVar(&o.AcceptEncoding, "accept-encoding", DefaultAcceptEncoding, "Accept-Encoding of every HTTP request (static, burst); empty: none")
+	fs.StringVar(&o.HTTPClient, "http-client", HTTPClientRaw, "HTTP client: raw (hand-written HTTP/1.1 keep-alive, no allocation per request) or std (net/http, for comparison)")
+	fs.StringVar(&o.RestartCmd, "restart-cmd", "", "storm: program run between the phases that restarts the server and prints its new PID (used for CPU and RSS from then on); empty: no restart")
+	fs.Int64Var(&o.StartAt, "start-at", 0, "static with -http-rate: wall-clock start of the schedule in Unix ns (how a pub/sub run aligns its child's burst)")
 }
 
 // validate checks the options and fills scenario defaults; set holds the
@@ -111,9 +150,9 @@ func (o *Options) validate(set map[string]bool) error {
 	}
 	defMembers, defRate := 0, 0.0
 	switch o.Scenario {
-	case ScenarioFanout, ScenarioSlow:
+	case ScenarioFanout, ScenarioHTTPBurst, ScenarioSlow:
 		defMembers, defRate = 1000, 1000
-		if o.Scenario == ScenarioFanout && !set["slow"] {
+		if o.Scenario != ScenarioSlow && !set["slow"] {
 			o.Slow = 0
 		}
 	case ScenarioBigChannel:
@@ -125,11 +164,20 @@ func (o *Options) validate(set map[string]bool) error {
 		defMembers, defRate = 10, 10
 	case ScenarioIdle:
 		defMembers = 10
+	case ScenarioStorm:
+		defMembers = 10
+		if !set["conns"] {
+			o.Conns = 10000
+		}
 	case ScenarioConnect:
 	case ScenarioHistory:
 		defRate = 10
+	case ScenarioStatic:
+		if !set["conns"] {
+			o.Conns = 32
+		}
 	default:
-		return fmt.Errorf("-scenario %q: want fanout, bigchannel, chat, idle, connect, history or slow", o.Scenario)
+		return fmt.Errorf("-scenario %q: want %s", o.Scenario, scenarioNames)
 	}
 	if !set["members"] {
 		o.Members = defMembers
@@ -140,8 +188,11 @@ func (o *Options) validate(set map[string]bool) error {
 	if o.Scenario != ScenarioChat {
 		o.Channels = 0
 	}
-	if o.Scenario != ScenarioSlow && o.Scenario != ScenarioFanout && o.Scenario != ScenarioBigChannel {
+	if o.Scenario != ScenarioSlow && o.Scenario != ScenarioFanout && o.Scenario != ScenarioBigChannel && o.Scenario != ScenarioHTTPBurst {
 		o.Slow = 0
+	}
+	if o.HTTPClient != HTTPClientRaw && o.HTTPClient != HTTPClientStd {
+		return fmt.Errorf("-http-client %q: want raw or std", o.HTTPClient)
 	}
 	if o.Reader != ReaderEpoll && o.Reader != ReaderGoroutine {
 		return fmt.Errorf("-reader %q: want epoll or goroutine", o.Reader)
@@ -153,7 +204,7 @@ func (o *Options) validate(set map[string]bool) error {
 		return errors.New("-dialers and -duration must be positive, -warmup and -drain not negative")
 	}
 	switch o.Scenario {
-	case ScenarioFanout, ScenarioBigChannel, ScenarioSlow, ScenarioChat:
+	case ScenarioFanout, ScenarioBigChannel, ScenarioHTTPBurst, ScenarioSlow, ScenarioChat:
 		if o.Members < 2 || o.Rate <= 0 {
 			return errors.New("-members must be at least 2 and -rate positive")
 		}
@@ -163,9 +214,16 @@ func (o *Options) validate(set map[string]bool) error {
 		if o.Scenario == ScenarioChat && o.Channels < 1 {
 			return errors.New("-channels must be at least 1")
 		}
-	case ScenarioIdle:
+	case ScenarioIdle, ScenarioStorm:
 		if o.Conns < 1 || o.Members < 1 {
 			return errors.New("-conns and -members must be positive")
+		}
+	case ScenarioStatic:
+		if o.Conns < 1 {
+			return errors.New("-conns must be positive")
+		}
+		if !strings.HasPrefix(o.URL, "http://") && !strings.HasPrefix(o.URL, "https://") {
+			return errors.New("-scenario static needs an http:// (or https://) -url")
 		}
 	case ScenarioHistory:
 		if o.Stored < 1 || o.Joiners < 1 || o.JoinPar < 1 {
@@ -179,7 +237,33 @@ func (o *Options) validate(set map[string]bool) error {
 	if o.Mode == ModeRawTLS && !t.tls {
 		return errors.New("-mode rawtls needs a wss:// (or https://) URL")
 	}
+	if o.Scenario == ScenarioStorm && (!t.tls || o.Mode != ModeMles) {
+		return errStormNeedsTLS
+	}
+	if o.RestartCmd != "" && o.Scenario != ScenarioStorm {
+		return errors.New("-restart-cmd is for -scenario storm")
+	}
 	o.target = t
+	switch {
+	case o.HTTPRate < 0:
+		return errors.New("-http-rate must not be negative")
+	case o.HTTPRate > 0:
+		switch o.Scenario {
+		case ScenarioStatic:
+		case ScenarioFanout, ScenarioBigChannel, ScenarioHTTPBurst, ScenarioSlow, ScenarioChat:
+			if o.HTTPConns < 1 {
+				return errors.New("-http-conns must be positive")
+			}
+			if !strings.HasPrefix(o.HTTPURL, "http://") && !strings.HasPrefix(o.HTTPURL, "https://") {
+				return errors.New("-http-rate needs -http-url http://host:port/path")
+			}
+			if _, err := parseTarget(o.HTTPURL, o.Insecure, o.TLSCurves); err != nil {
+				return fmt.Errorf("-http-url: %w", err)
+			}
+		default:
+			return errors.New("-http-rate is for static and the pub/sub scenarios (fanout, httpburst, ...)")
+		}
+	}
 	o.run = uint16(rand.Uint32())
 	o.marker = newMarker(o.run)
 	return nil

@@ -112,8 +112,10 @@ func (p *publisher) run(clk clock, payloadSize int, rate float64, t0, winStart, 
 	}
 }
 
-// runPubSub runs fanout, bigchannel, slow and chat: channels of members that each join
+// runPubSub runs fanout, bigchannel, httpburst, slow and chat: channels of members that each join
 // with one connection; publishers at a fixed rate; everyone else receives.
+// With -http-rate, HTTP GETs go to the same server at a fixed rate alongside
+// (httpBurst).
 func runPubSub(ctx context.Context, o *Options) (*Result, error) {
 	nch := 1
 	if o.Scenario == ScenarioChat {
@@ -156,8 +158,15 @@ func runPubSub(ctx context.Context, o *Options) (*Result, error) {
 	isSlow := func(i int) bool { return i >= 1 && i <= o.Slow } // channel 0 only (fanout/bigchannel/slow)
 	receiversPerChannel := members - 1 - o.Slow
 
-	// The schedule starts after a short pause that lets the last joins land.
-	t0 := clk.now() + int64(200*time.Millisecond)
+	// The schedule starts after a short pause that lets the last joins land
+	// (and, with -http-rate, the burst's process start and connect; the
+	// httpburst scenario takes the same pause without it, so that both runs
+	// of a pair differ by the burst only).
+	pause := 200 * time.Millisecond
+	if o.HTTPRate > 0 || o.Scenario == ScenarioHTTPBurst {
+		pause = time.Second
+	}
+	t0 := clk.now() + int64(pause)
 	winStart := t0 + int64(o.Warmup)
 	winEnd := winStart + int64(o.Duration)
 	hardEnd := winEnd + int64(o.Drain)
@@ -222,12 +231,22 @@ func runPubSub(ctx context.Context, o *Options) (*Result, error) {
 		}()
 	}
 
+	var burst *burstChild
+	if o.HTTPRate > 0 {
+		if burst, err = startBurstChild(ctx, o, clk, t0); err != nil {
+			res.addError(err)
+		}
+	}
+
 	sleepUntil(ctx, clk, winStart)
 	a := sampleCPU(o.ServerPID)
 	sleepUntil(ctx, clk, winEnd)
 	b := sampleCPU(o.ServerPID)
 	res.setCPU(a, b, o.Duration.Seconds())
 	pwg.Wait()
+	if burst != nil {
+		burst.wait(res)
+	}
 
 	for _, p := range pubs {
 		res.Sent += p.sent

@@ -23,6 +23,13 @@ type Params struct {
 	Stored    int     `json:"stored,omitempty"`
 	Joiners   int     `json:"joiners,omitempty"`
 	TLS       bool    `json:"tls,omitempty"`
+	// static: the request's Accept-Encoding, and the open loop's rate;
+	// fan-out/httpburst: the HTTP burst's rate (req/s) and connections, and
+	// its Accept-Encoding.
+	HTTPRate       float64 `json:"http_rate,omitempty"`
+	HTTPConns      int     `json:"http_conns,omitempty"`
+	AcceptEncoding string  `json:"accept_encoding,omitempty"`
+	HTTPClient     string  `json:"http_client,omitempty"` // "std" only: the raw client is the default
 }
 
 // Result is one run, one JSON line. Latencies are milliseconds; counts cover
@@ -65,24 +72,66 @@ type Result struct {
 	FirstError   string         `json:"first_error,omitempty"`
 
 	// Scenario-specific.
-	SlowClosed         *int     `json:"slow_closed,omitempty"` // slow members the server had closed by the end
-	JoinRate           float64  `json:"join_rate,omitempty"`   // idle: joins/s
-	JoinFailed         int      `json:"join_failed,omitempty"`
-	Conns              int      `json:"conns,omitempty"`
-	ConnsAlive         int      `json:"conns_alive,omitempty"`
-	RSSPerConnBytes    float64  `json:"rss_per_conn_bytes,omitempty"`
-	KernelPerConnBytes float64  `json:"kernel_per_conn_bytes,omitempty"` // Slab delta / conns, both loopback ends
-	KernelPerConnNote  string   `json:"kernel_per_conn_note,omitempty"`
-	ConnectsPerS       float64  `json:"connects_per_s,omitempty"`
-	ServerCPUUsPerConn float64  `json:"server_cpu_us_per_connect,omitempty"`
-	Connects           int64    `json:"connects,omitempty"`
-	ConnectErrors      int64    `json:"connect_errors,omitempty"`
-	HistoryOK          *bool    `json:"history_ok,omitempty"`
-	HistoryReached     int      `json:"history_reached,omitempty"`  // joiners that got every message stored before they dialed
-	HistoryComplete    int      `json:"history_complete,omitempty"` // joiners whose history started at sequence 0
-	HistoryMsgsMin     int      `json:"history_msgs_min,omitempty"`
-	HistoryMsgsMedian  float64  `json:"history_msgs_median,omitempty"`
-	Notes              []string `json:"notes,omitempty"`
+	SlowClosed         *int    `json:"slow_closed,omitempty"` // slow members the server had closed by the end
+	JoinRate           float64 `json:"join_rate,omitempty"`   // idle: joins/s
+	JoinFailed         int     `json:"join_failed,omitempty"`
+	Conns              int     `json:"conns,omitempty"`
+	ConnsAlive         int     `json:"conns_alive,omitempty"`
+	RSSPerConnBytes    float64 `json:"rss_per_conn_bytes,omitempty"`
+	KernelPerConnBytes float64 `json:"kernel_per_conn_bytes,omitempty"` // Slab delta / conns, both loopback ends
+	KernelPerConnNote  string  `json:"kernel_per_conn_note,omitempty"`
+	ConnectsPerS       float64 `json:"connects_per_s,omitempty"`
+	ServerCPUUsPerConn float64 `json:"server_cpu_us_per_connect,omitempty"`
+	Connects           int64   `json:"connects,omitempty"`
+	ConnectErrors      int64   `json:"connect_errors,omitempty"`
+	// storm (storm.go): phase 2's figures are in the common fields
+	// (connects, connect_errors, connects_per_s, server_cpu_us_per_connect,
+	// p50_ms..., client_cpu_s and server_cpu_s over the storm, window_s);
+	// server_rss_after_bytes is read with every client of the storm
+	// connected, server_rss_before_bytes right after the restart.
+	StormS                   float64  `json:"storm_s,omitempty"`              // first dial to last join of the storm
+	Resumed                  int      `json:"resumed,omitempty"`              // storm joins whose TLS session was resumed
+	ResumedShare             *float64 `json:"resumed_share,omitempty"`        // resumed / joined in the storm (0 is a figure)
+	TicketsHeld              int      `json:"tickets_held,omitempty"`         // phase-1 clients whose cache held a session
+	TicketsLate              int      `json:"tickets_late,omitempty"`         // phase-1 clients without a session at the pong, which read once more for it
+	RestartS                 float64  `json:"restart_s,omitempty"`            // -restart-cmd's run time
+	ServerPID                int      `json:"server_pid_restarted,omitempty"` // the restarted server
+	Phase1S                  float64  `json:"phase1_s,omitempty"`
+	Phase1Failed             int      `json:"phase1_failed,omitempty"`
+	Phase1ConnectsPerS       float64  `json:"phase1_connects_per_s,omitempty"`
+	Phase1ServerCPUUsPerConn float64  `json:"phase1_server_cpu_us_per_connect,omitempty"`
+	Phase1P50Ms              float64  `json:"phase1_p50_ms,omitempty"`
+	Phase1P99Ms              float64  `json:"phase1_p99_ms,omitempty"`
+	HistoryOK                *bool    `json:"history_ok,omitempty"`
+	HistoryReached           int      `json:"history_reached,omitempty"`  // joiners that got every message stored before they dialed
+	HistoryComplete          int      `json:"history_complete,omitempty"` // joiners whose history started at sequence 0
+	HistoryMsgsMin           int      `json:"history_msgs_min,omitempty"`
+	HistoryMsgsMedian        float64  `json:"history_msgs_median,omitempty"`
+	Notes                    []string `json:"notes,omitempty"`
+
+	// HTTP: the static scenario's requests, or the burst beside a fan-out
+	// (-http-rate). Counted over requests started (static) or intended
+	// (burst) inside the window; errors are failed requests, statuses other
+	// than 200, and a Content-Encoding that differs from the first one.
+	HTTPEncoding      string  `json:"http_encoding,omitempty"`       // Content-Encoding of every response; "identity" when none
+	HTTPResponseBytes float64 `json:"http_response_bytes,omitempty"` // body bytes per response, as sent (compressed)
+	HTTPErrors        int64   `json:"http_errors,omitempty"`
+	HTTPFirstError    string  `json:"http_first_error,omitempty"`
+	// static
+	Requests              int64   `json:"requests,omitempty"`
+	RequestsPerS          float64 `json:"requests_per_s,omitempty"`
+	ServerCPUUsPerRequest float64 `json:"server_cpu_us_per_request,omitempty"`
+	ClientCPUUsPerRequest float64 `json:"client_cpu_us_per_request,omitempty"`
+	// burst
+	HTTPScheduled int64   `json:"http_scheduled,omitempty"` // requests the open-loop schedule put in the window
+	HTTPRequests  int64   `json:"http_requests,omitempty"`  // of those, answered 200 (by the end of the drain)
+	HTTPPerS      float64 `json:"http_per_s,omitempty"`     // 200s received inside the window, per second: the rate achieved
+	HTTPP50Ms     float64 `json:"http_p50_ms,omitempty"`    // from intended send time
+	HTTPP99Ms     float64 `json:"http_p99_ms,omitempty"`
+	HTTPMaxMs     float64 `json:"http_max_ms,omitempty"`
+	// The burst's child process: its CPU over the window, on the
+	// generator's core beside client_cpu_s (client_bound counts both).
+	HTTPClientCPUS float64 `json:"http_client_cpu_s,omitempty"`
 
 	rssTaken bool // ServerRSSAfterBytes is set (finish)
 }
@@ -114,11 +163,39 @@ func newResult(o *Options) *Result {
 		r.Params.Rate, r.Params.Payload, r.Params.WarmupS = 0, 0, 0
 	case ScenarioConnect:
 		r.Params.Members, r.Params.Rate, r.Params.Payload = 0, 0, 0
+	case ScenarioStorm:
+		r.Params.Conns = o.Conns
+		r.Params.Rate, r.Params.Payload, r.Params.WarmupS, r.Params.DurationS = 0, 0, 0, 0
 	case ScenarioHistory:
 		r.Params.Stored, r.Params.Joiners = o.Stored, o.Joiners
 		r.Params.WarmupS = 0
+	case ScenarioStatic:
+		r.Params.Members, r.Params.Rate, r.Params.Payload, r.Params.Dialers = 0, 0, 0, 0
+		r.Params.Conns = o.Conns
+		r.Params.AcceptEncoding = o.AcceptEncoding
+		r.Params.HTTPRate = o.HTTPRate
+	default:
+		if o.HTTPRate > 0 {
+			r.Params.HTTPRate, r.Params.HTTPConns = o.HTTPRate, o.HTTPConns
+			r.Params.AcceptEncoding = o.AcceptEncoding
+		}
+	}
+	if (o.Scenario == ScenarioStatic || o.HTTPRate > 0) && o.HTTPClient != HTTPClientRaw {
+		r.Params.HTTPClient = o.HTTPClient
 	}
 	return r
+}
+
+// setHTTP fills the HTTP fields both the static scenario and the burst have.
+func (r *Result) setHTTP(t *httpTally) {
+	r.HTTPEncoding = t.encodingName()
+	if t.n > 0 {
+		r.HTTPResponseBytes = float64(t.bytes) / float64(t.n)
+	}
+	r.HTTPErrors = t.errs
+	if t.firstError != nil {
+		r.HTTPFirstError = t.firstError.Error()
+	}
 }
 
 // setLatency fills the percentiles from h (microseconds).
@@ -199,6 +276,17 @@ func (r *Result) summary() string {
 			r.Conns-r.JoinFailed, r.Conns, r.JoinRate, r.ConnsAlive, r.RSSPerConnBytes, r.KernelPerConnBytes)
 	case ScenarioConnect:
 		fmt.Fprintf(&sb, " %.0f connects/s (%d errors), p50 %.2f ms p99 %.2f ms, server %.0f us/connect", r.ConnectsPerS, r.ConnectErrors, r.P50Ms, r.P99Ms, r.ServerCPUUsPerConn)
+	case ScenarioStatic:
+		fmt.Fprintf(&sb, " %.0f req/s (%d errors), %s %.0f B/response; p50 %.2f p90 %.2f p99 %.2f p99.9 %.2f max %.2f ms",
+			r.RequestsPerS, r.HTTPErrors, r.HTTPEncoding, r.HTTPResponseBytes, r.P50Ms, r.P90Ms, r.P99Ms, r.P999Ms, r.MaxMs)
+		if r.Params.HTTPRate > 0 {
+			fmt.Fprintf(&sb, " (open loop at %.0f/s: %d/%d answered)", r.Params.HTTPRate, r.HTTPRequests, r.HTTPScheduled)
+		}
+	case ScenarioStorm:
+		fmt.Fprintf(&sb, " phase 1 %d joined in %.2fs (%.0f/s, server %.0f us/connect), %d/%d kept a ticket; restart %.2fs;"+
+			" storm %d/%d joined in %.2fs (%.0f/s, %d failed), resumed %d (%.3f), p50 %.2f ms p99 %.2f ms, server %.0f us/connect",
+			r.Conns-r.Phase1Failed, r.Phase1S, r.Phase1ConnectsPerS, r.Phase1ServerCPUUsPerConn, r.TicketsHeld, r.Conns, r.RestartS,
+			r.Connects, r.Conns, r.StormS, r.ConnectsPerS, r.ConnectErrors, r.Resumed, deref(r.ResumedShare), r.P50Ms, r.P99Ms, r.ServerCPUUsPerConn)
 	case ScenarioHistory:
 		ok := r.HistoryOK != nil && *r.HistoryOK
 		fmt.Fprintf(&sb, " ok=%v reached %d/%d, complete %d, msgs min %d; replay p50 %.2f p99 %.2f max %.2f ms",
@@ -213,6 +301,14 @@ func (r *Result) summary() string {
 		if r.ServerCPUUsPerDelivery > 0 {
 			fmt.Fprintf(&sb, " (%.2f us/delivery)", r.ServerCPUUsPerDelivery)
 		}
+		if r.ServerCPUUsPerRequest > 0 {
+			fmt.Fprintf(&sb, " (%.2f us/request; client %.2f)", r.ServerCPUUsPerRequest, r.ClientCPUUsPerRequest)
+		}
+	}
+	if r.Params.HTTPRate > 0 && r.Scenario != ScenarioStatic {
+		fmt.Fprintf(&sb, "; http burst %.0f req/s offered, %.0f/s answered in the window, %d/%d answered, %d errors, %s %.0f B, p50 %.2f p99 %.2f max %.2f ms",
+			r.Params.HTTPRate, r.HTTPPerS, r.HTTPRequests, r.HTTPScheduled, r.HTTPErrors, r.HTTPEncoding, r.HTTPResponseBytes, r.HTTPP50Ms, r.HTTPP99Ms, r.HTTPMaxMs)
+		fmt.Fprintf(&sb, " (burst process cpu %.2fs)", r.HTTPClientCPUS)
 	}
 	if r.ClientBound {
 		sb.WriteString(" CLIENT-BOUND")
@@ -226,8 +322,18 @@ func (r *Result) summary() string {
 	if r.Errors > 0 {
 		fmt.Fprintf(&sb, "; %d errors (%s)", r.Errors, r.FirstError)
 	}
+	if r.HTTPFirstError != "" {
+		fmt.Fprintf(&sb, "; first HTTP error: %s", r.HTTPFirstError)
+	}
 	if r.SlowClosed != nil {
 		fmt.Fprintf(&sb, "; slow closed %d", *r.SlowClosed)
 	}
 	return sb.String()
+}
+
+func deref(p *float64) float64 {
+	if p == nil {
+		return 0
+	}
+	return *p
 }

@@ -149,8 +149,28 @@ func derive(raw map[string]any) {
 	if b, ok := raw["server_rss_after_bytes"].(float64); ok && b > 0 {
 		raw["server_rss_mib"] = b / (1 << 20)
 	}
+	if c, ok := raw["client_cpu_s"].(float64); ok {
+		if w, _ := raw["window_s"].(float64); w > 0 {
+			raw["client_core"] = c / w
+			if sv, ok := raw["server_cpu_s"].(float64); ok && sv >= 0 {
+				raw["server_core"] = sv / w
+			}
+			// The generator's core also runs the HTTP burst's process.
+			h, _ := raw["http_client_cpu_s"].(float64)
+			raw["generator_core"] = (c + h) / w
+			if h > 0 {
+				raw["http_client_core"] = h / w
+			}
+		}
+	}
 	switch raw["scenario"] {
-	case "fanout", "bigchannel", "chat", "slow":
+	case "static":
+		if n, _ := raw["requests"].(float64); n == 0 {
+			for _, f := range []string{"p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "http_response_bytes", "server_cpu_us_per_request", "client_cpu_us_per_request"} {
+				delete(raw, f)
+			}
+		}
+	case "fanout", "bigchannel", "chat", "slow", "httpburst":
 		if d, _ := raw["delivered"].(float64); d == 0 {
 			delete(raw, "server_cpu_us_per_delivery")
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -35,8 +36,25 @@ type column struct {
 	lower bool
 }
 
+// textColumn is a cell that is not the median of a number: a string field
+// over the runs, or a count summed over them. They follow a scenario's
+// numeric columns.
+type textColumn struct {
+	head string
+	cell func(g *group) string
+}
+
+var textColumns = map[string][]textColumn{
+	// The Content-Encoding of every response (all runs); failed requests
+	// and non-200s summed over the runs.
+	"static": {
+		{"encoding", encodings("http_encoding")},
+		{"errors (all runs)", sumOf("http_errors")},
+	},
+}
+
 // scenarioOrder is the order of sections; unknown scenarios follow.
-var scenarioOrder = []string{"fanout", "bigchannel", "slow", "chat", "idle", "connect", "history"}
+var scenarioOrder = []string{"fanout", "static", "httpburst", "bigchannel", "slow", "chat", "idle", "connect", "storm", "history"}
 
 var scenarioTitle = map[string]string{
 	"fanout":     "Fan-out: 1 channel, 1 publisher",
@@ -46,6 +64,9 @@ var scenarioTitle = map[string]string{
 	"idle":       "Idle joined connections",
 	"connect":    "Connect + join rate",
 	"history":    "History replay on join",
+	"storm":      "Reconnect storm after a restart: TLS clients reconnect at once, with and without session tickets the restarted server can read",
+	"static":     "Static file: closed-loop keep-alive GETs of one small cached page, compressed",
+	"httpburst":  "HTTP burst beside fan-out: WebSocket members' latency without and with HTTP requests on the same port",
 }
 
 var pubsubColumns = []column{
@@ -87,6 +108,21 @@ var columns = map[string][]column{
 		{"p99_ms", "p99 ms", "%.2f", false, true},
 		{"server_cpu_us_per_connect", "server cpu-us/connect", "%.0f", false, true},
 	},
+	// server_core, client_core: the server's and the generator's CPU over
+	// the window, as a fraction of their one core (a closed loop should
+	// keep the server's near 1; less says it was starved or disturbed);
+	// http_response_bytes: body bytes per response as sent (compressed).
+	"static": {
+		{"requests_per_s", "req/s", "%.0f", true, false},
+		{"p50_ms", "p50 ms", "%.2f", false, true},
+		{"p99_ms", "p99 ms", "%.2f", true, true},
+		{"p999_ms", "p99.9 ms", "%.2f", false, true},
+		{"server_cpu_us_per_request", "server cpu-us/request", "%.1f", true, true},
+		{"client_cpu_us_per_request", "generator cpu-us/request", "%.1f", false, true},
+		{"server_core", "server core used", "%.2f", false, false},
+		{"client_core", "generator core used", "%.2f", false, true},
+		{"http_response_bytes", "bytes/response", "%.0f", true, true},
+	},
 	"history": {
 		{"p50_ms", "replay p50 ms", "%.2f", false, true},
 		{"p99_ms", "replay p99 ms", "%.2f", true, true},
@@ -119,6 +155,12 @@ func paramDesc(g *group) string {
 			parts = append(parts, "raw TLS handshake")
 		}
 	}
+	if c, _ := g.P["http_client"].(string); c != "" {
+		parts = append(parts, "http-client="+c)
+	}
+	if ae, ok := g.P["accept_encoding"].(string); ok && ae != chromiumAcceptEncoding && g.Scenario == "static" {
+		parts = append(parts, fmt.Sprintf("Accept-Encoding %q", ae))
+	}
 	return strings.Join(parts, " ")
 }
 
@@ -140,7 +182,7 @@ func writeMarkdown(sb *strings.Builder, groups []*group, files []string) {
 	byScenario := map[string][]*group{}
 	var extra []string
 	for _, g := range groups {
-		if _, ok := columns[g.Scenario]; !ok && byScenario[g.Scenario] == nil {
+		if !slices.Contains(scenarioOrder, g.Scenario) && byScenario[g.Scenario] == nil {
 			extra = append(extra, g.Scenario)
 		}
 		byScenario[g.Scenario] = append(byScenario[g.Scenario], g)
@@ -148,6 +190,15 @@ func writeMarkdown(sb *strings.Builder, groups []*group, files []string) {
 	for _, sc := range append(append([]string{}, scenarioOrder...), extra...) {
 		gs := byScenario[sc]
 		if len(gs) == 0 {
+			continue
+		}
+		if sc == "httpburst" {
+			sortGroups(gs)
+			writeBurst(sb, gs)
+			continue
+		}
+		if sc == "storm" {
+			writeStorm(sb, gs)
 			continue
 		}
 		cols := columns[sc]
@@ -170,8 +221,14 @@ func writeMarkdown(sb *strings.Builder, groups []*group, files []string) {
 		case "bigchannel":
 			sb.WriteString(" close codes (all runs) |")
 		}
+		for _, t := range textColumns[sc] {
+			fmt.Fprintf(sb, " %s |", t.head)
+		}
 		sb.WriteString("\n|---|---|---|")
 		for range cols {
+			sb.WriteString("---|")
+		}
+		for range textColumns[sc] {
 			sb.WriteString("---|")
 		}
 		if sc == "history" || sc == "bigchannel" {
@@ -201,9 +258,13 @@ func writeMarkdown(sb *strings.Builder, groups []*group, files []string) {
 			if sc == "bigchannel" {
 				fmt.Fprintf(sb, " %s |", closeCodes(g))
 			}
+			for _, t := range textColumns[sc] {
+				fmt.Fprintf(sb, " %s |", t.cell(g))
+			}
 			sb.WriteString("\n")
 		}
 		sb.WriteString("\n")
+		sb.WriteString(scenarioNotes[sc])
 		writeRatios(sb, gs, cols)
 		if sc == "fanout" {
 			writeCapacity(sb, gs)
