@@ -23,16 +23,35 @@ import (
 
 // FreePort asks the kernel for a free loopback port. Another process could
 // take it before the server binds; the server then fails with its own
-// error, which the test shows.
+// error, which the test shows. A port is handed out once per test binary:
+// the kernel may give a port just closed to the next bind(0), so two calls
+// in a row could otherwise return the same port for two listeners (seen:
+// a test's DNS server and its redirect listener on one port).
 func FreePort(tb testing.TB) int {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("free port: %v", err)
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatalf("free port: %v", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		handedMu.Lock()
+		seen := handed[port]
+		handed[port] = true
+		handedMu.Unlock()
+		if !seen {
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	tb.Fatal("free port: the kernel keeps giving ports already handed out")
+	return 0
 }
+
+var (
+	handedMu sync.Mutex
+	handed   = map[int]bool{} // ports FreePort returned in this process
+)
 
 // CleanEnv is the test's environment without the variables the binaries
 // read (MLES_KEY would demand auth tokens, MLES_<FLAG> would change flags,
