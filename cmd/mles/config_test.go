@@ -400,6 +400,9 @@ func TestConfigSIGHUP(t *testing.T) {
 			t.Fatal(err)
 		}
 		poll.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+			if !srv.Running() {
+				t.Fatalf("the server exited on SIGHUP: %v", srv.Err)
+			}
 			if strings.Count(srv.Output(), "SIGHUP: configuration") == n {
 				return errors.New("no reload line yet")
 			}

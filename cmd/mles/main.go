@@ -248,6 +248,12 @@ func logLevel(flag string) (slog.Level, error) {
 }
 
 func run(args []string) error {
+	// Signals are caught from the start, before the server listens: one
+	// sent as soon as the port accepts (a SIGHUP's default is to exit)
+	// waits in the channel for serve.
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR2)
+	defer signal.Stop(sig)
 	f, fs, err := parse(args)
 	if err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -394,7 +400,7 @@ func run(args []string) error {
 		}
 		defer stop() // after serve's drain: /readyz answers 503 through it
 	}
-	return serve(srv, f, log, func() {
+	return serve(srv, f, log, sig, func() {
 		reload(f, files, level, log)
 		if f.ticketKeys != "" {
 			if err := tlsbridge.SetTicketKeys(o.TLS, f.ticketKeys); err != nil {
@@ -411,10 +417,7 @@ func run(args []string) error {
 // over --drain-time), then the exit; SIGUSR2 the same drain without the
 // exit, for a rolling restart beside a new process (--reuseport); SIGINT
 // shuts down at once.
-func serve(srv *server.Server, f *flags, log *slog.Logger, onHUP func()) error {
-	sig := make(chan os.Signal, 4)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR2)
-	defer signal.Stop(sig)
+func serve(srv *server.Server, f *flags, log *slog.Logger, sig <-chan os.Signal, onHUP func()) error {
 	for s := range sig {
 		switch s {
 		case syscall.SIGHUP:
