@@ -100,7 +100,7 @@ func (s *Server) drain(ctx context.Context, spread time.Duration) error {
 	// started before it is still publishing: the heads the members drain
 	// to are final.
 	s.draining.Store(true)
-	if !s.barrier(dctx) {
+	if !s.eachLoop(dctx, func(*loop) {}) {
 		return dctx.Err()
 	}
 	s.onLoops((*loop).closeAll)
@@ -127,21 +127,24 @@ func (s *Server) onLoops(f func(*loop)) {
 	}
 }
 
-// barrier waits until every loop has run a task queued now, or ctx ends.
-func (s *Server) barrier(ctx context.Context) bool {
+// eachLoop runs f on every loop in a task and waits until all have run
+// it, or ctx ends; a loop whose engine is stopping runs nothing more and
+// counts as done. It reports whether every loop ran f.
+func (s *Server) eachLoop(ctx context.Context, f func(*loop)) bool {
 	loops := *s.loops.Load()
-	arrived := make(chan struct{}, len(loops))
+	done := make(chan struct{}, len(loops)) // a task late past ctx does not block
 	for _, l := range loops {
 		if l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			arrived <- struct{}{}
+			f(l)
+			done <- struct{}{}
 			return nil
 		})) != nil {
-			arrived <- struct{}{} // engine stopping: that loop runs nothing more
+			done <- struct{}{}
 		}
 	}
 	for range loops {
 		select {
-		case <-arrived:
+		case <-done:
 		case <-ctx.Done():
 			return false
 		}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
-	"github.com/panjf2000/gnet/v2"
 )
 
 // Counters for /metrics and /varz (SPEC 5). The hot path pays a plain add
@@ -98,24 +97,7 @@ func (s *Server) Metrics(ctx context.Context) Metrics {
 	loops := *s.loops.Load()
 	ctx, cancel := context.WithTimeout(ctx, snapshotWait)
 	defer cancel()
-	var wg sync.WaitGroup
-	for _, l := range loops {
-		wg.Add(1)
-		err := l.el.Execute(ctx, gnet.RunnableFunc(func(context.Context) error {
-			l.snapshot()
-			wg.Done()
-			return nil
-		}))
-		if err != nil {
-			wg.Done() // the engine is stopping: the last snapshot stands
-		}
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
+	s.eachLoop(ctx, (*loop).snapshot) // a loop late past ctx: its last snapshot stands
 
 	m := Metrics{
 		Stats:             s.Stats(),

@@ -165,15 +165,29 @@ func (c *zcache) bytes() int64 {
 	return c.used
 }
 
+// variant tells how a file of that name and size goes out: its content
+// type, and the encoding the request takes ("" when it accepts none of
+// ours or asks for a Range); worth is false for a file never compressed
+// (no cache, not text-like, or outside the size bounds).
+func (h *Handler) variant(r *http.Request, name string, size int64) (ctype, enc string, worth bool) {
+	ctype = mime.TypeByExtension(path.Ext(name))
+	if h.zc == nil || !compressible(ctype) || size < compressMin || size > compressMax {
+		return ctype, "", false
+	}
+	if r.Header.Get("Range") != "" {
+		return ctype, "", true
+	}
+	return ctype, accepted(r), true
+}
+
 // serveCompressed sends the file compressed when the request and the file
 // allow it, and reports whether it did. The caller has set ETag.
 func (h *Handler) serveCompressed(w http.ResponseWriter, r *http.Request, host, name string, info fs.FileInfo, f io.Reader) bool {
-	ctype := mime.TypeByExtension(path.Ext(name))
-	if h.zc == nil || !compressible(ctype) || info.Size() < compressMin || info.Size() > compressMax {
+	ctype, enc, worth := h.variant(r, name, info.Size())
+	if !worth {
 		return false
 	}
-	enc := accepted(r)
-	if enc == "" || r.Header.Get("Range") != "" {
+	if enc == "" {
 		w.Header().Add("Vary", "Accept-Encoding")
 		return false
 	}

@@ -3,7 +3,6 @@ package www
 import (
 	"bytes"
 	"io/fs"
-	"mime"
 	"net/http"
 	"path"
 	"strconv"
@@ -66,18 +65,14 @@ func (c *statCache) put(k statKey, name string, info fs.FileInfo, now time.Time)
 // file was looked at less than statValid ago and its compressed bytes are
 // there, and reports whether it did.
 func (h *Handler) serveFromCache(w http.ResponseWriter, r *http.Request, k statKey) bool {
-	if h.zc == nil || r.Header.Get("Range") != "" {
+	if h.zc == nil {
 		return false
 	}
 	e, ok := h.stats.get(k, time.Now())
 	if !ok {
 		return false
 	}
-	ctype := mime.TypeByExtension(path.Ext(e.name))
-	if !compressible(ctype) || e.size < compressMin || e.size > compressMax {
-		return false
-	}
-	enc := accepted(r)
+	ctype, enc, _ := h.variant(r, e.name, e.size)
 	if enc == "" {
 		return false
 	}
