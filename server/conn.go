@@ -109,20 +109,17 @@ const (
 	fCounted                          // counted by the per-address limits (released at close)
 )
 
-// OnOpen admits a connection, or refuses it when the server is draining or
-// full. A TLS connection then waits for its ClientHello at the cost of a
+// OnOpen admits a connection, or refuses it when the server is full. A
+// drain closes the listeners before it starts, so one accepted while it
+// runs was queued before: it is served, and closed in the drain's turn. A TLS connection then waits for its ClientHello at the cost of a
 // plain one: no bridge, no goroutine, no handshake slot until it is in.
 func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	s := h.s
 	n := s.conns.Add(1)
-	if draining := s.lameDuck.Load(); draining || (s.opts.MaxConns > 0 && n > int64(s.opts.MaxConns)) {
+	if s.opts.MaxConns > 0 && n > int64(s.opts.MaxConns) {
 		s.conns.Add(-1)
-		if draining {
-			s.refusedDraining.Add(1)
-		} else {
-			s.refusedMax.Add(1)
-		}
-		s.log.Info("connection refused", "remote", gc.RemoteAddr().String(), "conns", n-1, "draining", draining)
+		s.refusedMax.Add(1)
+		s.log.Info("connection refused", "remote", gc.RemoteAddr().String(), "conns", n-1)
 		return nil, gnet.Close
 	}
 	peer := tcpAddrPort(gc.RemoteAddr()).Addr()

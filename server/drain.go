@@ -64,8 +64,11 @@ func (s *Server) drain(ctx context.Context, spread time.Duration) error {
 	end := start.Add(spread)
 	s.shutdownData.Store(end.Add(s.opts.DrainTimeout * 3 / 4).UnixNano())
 	s.shutdownEnd.Store(end.Add(s.opts.DrainTimeout).UnixNano())
-	s.lameDuck.Store(true)
+	// The listeners close first: a connection the kernel queued before
+	// that is accepted and served like any other (OnOpen admits it), and
+	// the drain closes it in its turn.
 	n, err := s.closeListeners()
+	s.lameDuck.Store(true)
 	s.log.Info("draining", "conns", s.conns.Load(), "spread", spread, "listeners closed", n, "err", err)
 	if b, _ := os.ReadFile("/proc/sys/net/ipv4/tcp_migrate_req"); s.opts.ReusePort && string(b) == "0\n" {
 		s.log.Warn("net.ipv4.tcp_migrate_req is 0: connections queued at the closed listener were reset; set it to 1 so that the other process takes them")
@@ -180,7 +183,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // closeShare is round k of m of a spread drain on the loop: it starts
 // closing connections (members after what they are owed, with 1001) until
-// k/m of those it held at the first round are closing.
+// k/m of those it held at the first round are closing. One still in its
+// TLS or HTTP handshake is left to finish it (it was accepted before the
+// listeners closed: a reset now would fail a client that did nothing
+// wrong); it is closed with 1001 in a later round, or in the last.
 func (l *loop) closeShare(k, m int) {
 	l.tick()
 	if !l.drain.started {
@@ -195,7 +201,7 @@ func (l *loop) closeShare(k, m int) {
 		if l.drain.closed >= l.drain.total*k/m {
 			break
 		}
-		if c.state == stClosing || c.flags&fShutdown != 0 {
+		if c.state == stClosing || c.flags&fShutdown != 0 || c.state < stHeader {
 			continue
 		}
 		l.drain.closed++

@@ -1,12 +1,15 @@
 package server_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -14,6 +17,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/mles/mles/internal/mlestest"
+	"github.com/mles/mles/internal/poll"
 	"github.com/mles/mles/server"
 )
 
@@ -145,4 +149,102 @@ func TestDrainEmpty(t *testing.T) {
 	if took := time.Since(start); took > 10*time.Second {
 		t.Fatalf("a drain of a minute with its last connection gone after 100 ms took %v", took)
 	}
+}
+
+// TestDrainQueuedServed: a connection the kernel queued before the
+// listeners closed is accepted during the drain; it is served (upgrade,
+// join, messages), not reset at OnOpen. A rolling restart's prober saw
+// that reset when its connection was accepted between the drain's flag
+// and the listeners' close.
+func TestDrainQueuedServed(t *testing.T) {
+	forModes(t, func(t *testing.T, m mode) {
+		ts := startServer(t, m, nil)
+		a := ts.join(t, "a", "queued")
+		ts.waitMembers(t, 1)
+		ts.MarkLameDuck()
+		b := ts.join(t, "b", "queued")
+		ts.waitMembers(t, 2)
+		exchange(t, []*rawClient{a, b}, "queued")
+	})
+}
+
+// TestDrainMidHandshake: connections still in their handshake when a
+// spread drain starts are left to finish it: completed half-way through
+// the spread, their upgrade gets 101, and they are closed with 1001 like
+// the members. Before, a round could
+// close one mid-upgrade, which its client saw as a reset.
+func TestDrainMidHandshake(t *testing.T) {
+	forModes(t, func(t *testing.T, m mode) {
+		ts := startServer(t, m, func(o *server.Options) { o.Reactors = 1 })
+		const members, pending, spread = 40, 8, 4 * time.Second
+		var clients []*rawClient
+		for i := range members {
+			clients = append(clients, ts.join(t, fmt.Sprintf("m%d", i), "mid"))
+		}
+		ts.waitMembers(t, members)
+		type half struct {
+			conn net.Conn
+			rest []byte
+		}
+		var halves []half
+		for range pending {
+			conn, _, err := ts.dialTransport(dialConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close() })
+			req := []byte(mlestest.UpgradeRequest(ts.addr, newWSKey(), nil))
+			if _, err := conn.Write(req[:len(req)/2]); err != nil {
+				t.Fatal(err)
+			}
+			halves = append(halves, half{conn, req[len(req)/2:]})
+		}
+		ts.waitConns(t, members+pending)
+
+		var closedMembers atomic.Int64
+		var wg sync.WaitGroup
+		for i, c := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if code, _, err := c.awaitClose(2 * spread); code != ws.StatusGoingAway {
+					t.Errorf("member %d: close %d (%v), want 1001", i, code, err)
+				}
+				closedMembers.Add(1)
+			}()
+		}
+		done := make(chan error, 1)
+		go func() { done <- ts.Drain(context.Background(), spread) }()
+		poll.CheckFor(t, 2*spread, 5*time.Millisecond, func() error {
+			if n := closedMembers.Load(); n < members/2 {
+				return fmt.Errorf("%d of %d members closed", n, members)
+			}
+			return nil
+		})
+		var late []*rawClient
+		for i, h := range halves {
+			if _, err := h.conn.Write(h.rest); err != nil {
+				t.Fatalf("handshake %d: the rest of the request: %v", i, err)
+			}
+			c := &rawClient{conn: h.conn, br: bufio.NewReaderSize(h.conn, 4096)}
+			_ = h.conn.SetReadDeadline(time.Now().Add(shortWait))
+			resp, err := http.ReadResponse(c.br, &http.Request{Method: http.MethodGet})
+			if err != nil {
+				t.Fatalf("handshake %d, completed during the drain: %v", i, err)
+			}
+			if resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("handshake %d, completed during the drain: status %d", i, resp.StatusCode)
+			}
+			late = append(late, c)
+		}
+		for i, c := range late {
+			if code, _, err := c.awaitClose(2 * spread); code != ws.StatusGoingAway {
+				t.Errorf("late joiner %d: close %d (%v), want 1001", i, code, err)
+			}
+		}
+		wg.Wait()
+		if err := <-done; err != nil {
+			t.Fatalf("Drain: %v", err)
+		}
+	})
 }

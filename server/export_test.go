@@ -100,3 +100,8 @@ func SetHTTPIdleTimeout(d time.Duration) time.Duration {
 	httpIdleTimeout = d
 	return old
 }
+
+// MarkLameDuck sets the drain's flag without closing the listeners, as
+// the instant after the listeners closed looks to a connection the kernel
+// had queued before: OnOpen must serve it.
+func (s *Server) MarkLameDuck() { s.lameDuck.Store(true) }

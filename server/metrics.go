@@ -175,7 +175,6 @@ func (r closeReason) label() string { return strings.ReplaceAll(r.String(), " ",
 func (s *Server) refusals() map[string]uint64 {
 	return map[string]uint64{
 		"max_conns":         uint64(s.refusedMax.Load()),
-		"draining":          uint64(s.refusedDraining.Load()),
 		"rate_limit":        uint64(s.refusedRate.Load()),
 		"max_conns_per_ip":  uint64(s.refusedPerIP.Load()),
 		"not_trusted_proxy": uint64(s.refusedUntrusted.Load()),

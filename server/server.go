@@ -57,13 +57,12 @@ type Server struct {
 	// refusedPerIP counts connections closed at accept by MaxConnsPerIP.
 	refusedPerIP atomic.Int64
 	refusedRate  atomic.Int64
-	// refusedMax, refusedDraining and refusedUntrusted count the other
-	// refusals at accept: MaxConns, shutting down, not a trusted proxy.
+	// refusedMax and refusedUntrusted count the other refusals at
+	// accept: MaxConns, not a trusted proxy.
 	refusedMax       atomic.Int64
-	refusedDraining  atomic.Int64
 	refusedUntrusted atomic.Int64
-	// lameDuck is set when a drain starts: new connections are refused
-	// and Ready reports false; members keep talking until their turn.
+	// lameDuck is set when a drain starts, once the listeners are closed:
+	// Ready reports false; members keep talking until their turn.
 	// draining is set once every remaining connection is being closed:
 	// nothing more is read from members.
 	lameDuck atomic.Bool

@@ -64,7 +64,7 @@ func newCollector(src Source, version string, reactors int) *collector {
 		accepted: newMetric("connections_accepted_total",
 			"Connections admitted at accept since start.", counter),
 		refused: newMetric("connections_refused_total",
-			"Connections refused at accept since start, by reason (max-conns, draining, rate-limit, max-conns-per-ip, not-trusted-proxy).", counter, "reason"),
+			"Connections refused at accept since start, by reason (max-conns, rate-limit, max-conns-per-ip, not-trusted-proxy).", counter, "reason"),
 		hsFailures: newMetric("tls_handshake_failures_total",
 			"TLS connections closed before their handshake was done, by close reason.", counter, "reason"),
 		hsInFlight: newMetric("tls_handshakes_in_flight",
