@@ -15,6 +15,9 @@ const (
 	// "a server MUST close the connection upon receiving a frame that is not
 	// masked").
 	ErrUnmasked ProtocolError = "unmasked client frame"
+	// ErrMasked: a server frame with a masking key (section 5.1, "A
+	// server MUST NOT mask any frames"), read with Unmasked.
+	ErrMasked ProtocolError = "masked server frame"
 	// ErrRSV: a frame with RSV1-3 set; no extension is negotiated
 	// (section 5.2).
 	ErrRSV ProtocolError = "reserved bits set"
@@ -126,6 +129,10 @@ type FrameReader struct {
 	// declared length before the payload is buffered (ErrFrameTooLarge,
 	// close code 1009). Change it only between messages.
 	MaxMessage int
+	// Unmasked reads frames from a server (the client side of a peer
+	// session): frames must come without a masking key (ErrMasked).
+	// Change it only before the first byte.
+	Unmasked bool
 
 	// Every connection carries one, so the small fields are packed
 	// together (104 bytes on amd64).
@@ -263,8 +270,10 @@ func (r *FrameReader) checkFirstBytes() error {
 		return ErrRSV
 	case op.IsReserved():
 		return ErrReservedOpcode
-	case b1&bitMask == 0:
+	case b1&bitMask == 0 && !r.Unmasked:
 		return ErrUnmasked
+	case b1&bitMask != 0 && r.Unmasked:
+		return ErrMasked
 	}
 	if op.IsControl() {
 		// Section 5.5: all control frames MUST have a payload length of
@@ -290,11 +299,14 @@ func (r *FrameReader) checkFirstBytes() error {
 	r.fin = fin
 	switch length {
 	case 126:
-		r.hdrNeed = 2 + 2 + 4
+		r.hdrNeed = 2 + 2
 	case 127:
-		r.hdrNeed = 2 + 8 + 4
+		r.hdrNeed = 2 + 8
 	default:
-		r.hdrNeed = 2 + 4
+		r.hdrNeed = 2
+	}
+	if !r.Unmasked {
+		r.hdrNeed += 4
 	}
 	return nil
 }
@@ -303,10 +315,10 @@ func (r *FrameReader) checkFirstBytes() error {
 // checks the length against MaxMessage before a byte of payload is kept.
 func (r *FrameReader) startPayload() error {
 	var length uint64
-	switch r.hdrNeed {
-	case 2 + 2 + 4:
+	switch r.hdr[1] & bitsLen {
+	case 126:
 		length = uint64(binary.BigEndian.Uint16(r.hdr[2:4]))
-	case 2 + 8 + 4:
+	case 127:
 		length = binary.BigEndian.Uint64(r.hdr[2:10])
 		if length>>63 != 0 {
 			return ErrBadLength
@@ -314,7 +326,11 @@ func (r *FrameReader) startPayload() error {
 	default:
 		length = uint64(r.hdr[1] & bitsLen)
 	}
-	copy(r.mask[:], r.hdr[r.hdrNeed-4:r.hdrNeed])
+	if r.Unmasked {
+		r.mask = [4]byte{} // ws.Cipher with a zero key leaves the payload as it is
+	} else {
+		copy(r.mask[:], r.hdr[r.hdrNeed-4:r.hdrNeed])
+	}
 
 	if r.op.IsControl() {
 		r.ctrlN = 0

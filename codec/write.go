@@ -84,3 +84,18 @@ func AppendClose(dst []byte, code ws.StatusCode, reason string) []byte {
 	dst = append(dst, bitFin|byte(ws.OpClose), byte(2+len(reason)), byte(code>>8), byte(code))
 	return append(dst, reason...)
 }
+
+// AppendMaskedFrame appends a final frame as a client sends it (the
+// dialing side of a peer session): opcode op, masking key key, and payload
+// masked with it (RFC 6455 section 5.3).
+func AppendMaskedFrame(dst []byte, op ws.OpCode, payload []byte, key [4]byte) []byte {
+	var h [MaxServerHeader]byte
+	n := putFrameHeader(h[:], op, len(payload))
+	h[1] |= bitMask
+	dst = append(dst, h[:n]...)
+	dst = append(dst, key[:]...)
+	start := len(dst)
+	dst = append(dst, payload...)
+	ws.Cipher(dst[start:], key, 0)
+	return dst
+}

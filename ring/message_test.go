@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"testing"
+	"unsafe"
 )
 
 // TestNewMessage checks every frame length up to past InlineMax: the copy
@@ -46,7 +47,7 @@ func TestNewMessage(t *testing.T) {
 			}
 			runtime.ReadMemStats(&after)
 			per := float64(after.TotalAlloc-before.TotalAlloc) / k
-			if limit := max(48, 1.25*float64(n+32)); per > limit {
+			if limit := max(48, 1.25*float64(n+int(unsafe.Sizeof(Message{})))); per > limit {
 				t.Fatalf("n=%d: %.0f bytes per message, want at most %.0f", n, per, limit)
 			}
 			runtime.KeepAlive(keep)
