@@ -223,7 +223,7 @@ func (c *conn) shutdown() {
 // closeListeners closes the engine's listening sockets (one per loop with
 // ReusePort) while gnet runs on: gnet has no call for it, so each is found
 // in /proc/self/fd by its address and replaced under its descriptor
-// number by an unbound socket (dup3). The kernel then drops the listening
+// number by a stand-in (dup3). The kernel then drops the listening
 // socket from the port (and from a SO_REUSEPORT group, whose other members
 // get every new connection) and from gnet's epoll; gnet closes the stand-in
 // when it stops. It returns how many it closed.
@@ -249,11 +249,7 @@ func (s *Server) closeListeners() (int, error) {
 		if err != nil || !sameAddr(sa, want) {
 			continue
 		}
-		domain := unix.AF_INET
-		if _, v6 := sa.(*unix.SockaddrInet6); v6 {
-			domain = unix.AF_INET6
-		}
-		stand, err := unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		stand, err := standIn()
 		if err != nil {
 			return closed, err
 		}
@@ -265,6 +261,27 @@ func (s *Server) closeListeners() (int, error) {
 		closed++
 	}
 	return closed, nil
+}
+
+// standIn returns the socket that takes a closed listener's descriptor
+// number: non-blocking and listening on an ephemeral loopback port that
+// nobody knows. gnet may have taken the listener's readiness from epoll
+// just before the swap; its accept on the stand-in then finds nothing
+// (EAGAIN) rather than failing (EINVAL from a socket that does not listen),
+// which gnet takes for a broken listener and stops the whole engine.
+func standIn() (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err = unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err == nil {
+		err = unix.Listen(fd, 1)
+	}
+	if err != nil {
+		_ = unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
 
 // sameAddr reports whether sa is the listen address a.
