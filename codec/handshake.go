@@ -15,6 +15,12 @@ const MaxHeaderBlock = 8 << 10
 // Sec-WebSocket-Protocol and that the 101 reply selects (SPEC 1.1).
 const Subprotocol = "mles-websocket"
 
+// PeerSubprotocol is offered, before Subprotocol, by a Mles server that
+// dials another as its peer (SPEC 1.5); a server that speaks it selects it,
+// and the session then carries message ids for loop prevention and
+// resync. Any other Mles server selects Subprotocol and sees a client.
+const PeerSubprotocol = "mles-peer"
+
 // Errors that UpgradeParser.Parse returns. Syntax errors apply to every
 // request; the upgrade errors only to a request with "Upgrade: websocket".
 const (
@@ -79,6 +85,9 @@ type Request struct {
 	// ", " in order (RFC 7230 section 3.2.2); empty when absent. The server
 	// reads it only from a trusted proxy.
 	ForwardedFor string
+	// Peer is set when Sec-WebSocket-Protocol offers PeerSubprotocol too:
+	// a Mles server dialing its peer.
+	Peer bool
 }
 
 // UpgradeParser parses an HTTP/1.1 request header block incrementally, as
@@ -170,6 +179,7 @@ type headerFacts struct {
 	key          []byte
 	keyCount     int
 	offersMlesWS bool
+	offersPeer   bool
 	forwarded    []byte // X-Forwarded-For; a copy once a second line joins it
 }
 
@@ -214,6 +224,7 @@ func (p *UpgradeParser) parseBlock(block []byte) error {
 		return ErrSubprotocol
 	}
 	req.Upgrade = true
+	req.Peer = f.offersPeer
 	copy(req.Key[:], f.key)
 	return nil
 }
@@ -303,6 +314,7 @@ func (f *headerFacts) addLine(line []byte) error {
 		// token as sent); mles-rs wants the whole value, we also accept it
 		// inside a list or in a repeated header (SPEC 1.1).
 		f.offersMlesWS = f.offersMlesWS || listHas(value, Subprotocol, false)
+		f.offersPeer = f.offersPeer || listHas(value, PeerSubprotocol, false)
 	case equalFold(name, "X-Forwarded-For"):
 		if len(f.forwarded) > 0 {
 			f.forwarded = append(append(append([]byte(nil), f.forwarded...), ", "...), value...)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"testing"
 
 	"github.com/gobwas/ws"
@@ -69,7 +70,13 @@ func TestAppendMaskedFrame(t *testing.T) {
 		if string(b[:4]) != "keep" {
 			t.Fatal("the prefix was overwritten")
 		}
-		f, err := ws.ReadFrame(bytes.NewReader(b[4:]))
+		rd := bytes.NewReader(b[4:])
+		var f ws.Frame
+		var err error
+		if f.Header, err = ws.ReadHeader(rd); err == nil {
+			f.Payload = make([]byte, f.Header.Length)
+			_, err = io.ReadFull(rd, f.Payload)
+		}
 		if err != nil || !f.Header.Masked || f.Header.Mask != key || !f.Header.Fin || f.Header.OpCode != ws.OpBinary {
 			t.Fatalf("size %d: %+v %v", size, f.Header, err)
 		}

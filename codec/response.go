@@ -31,13 +31,21 @@ func AcceptKey(key *[24]byte) [28]byte {
 // mles-websocket subprotocol and no extension. It does not allocate beyond
 // growing dst.
 func AppendUpgradeResponse(dst []byte, key *[24]byte) []byte {
+	return AppendUpgradeResponseFor(dst, key, Subprotocol)
+}
+
+// AppendUpgradeResponseFor is AppendUpgradeResponse selecting subprotocol
+// (Subprotocol or PeerSubprotocol).
+func AppendUpgradeResponseFor(dst []byte, key *[24]byte, subprotocol string) []byte {
 	accept := AcceptKey(key)
 	dst = append(dst, "HTTP/1.1 101 Switching Protocols\r\n"+
 		"Upgrade: websocket\r\n"+
 		"Connection: Upgrade\r\n"+
 		"Sec-WebSocket-Accept: "...)
 	dst = append(dst, accept[:]...)
-	return append(dst, "\r\nSec-WebSocket-Protocol: "+Subprotocol+"\r\n\r\n"...)
+	dst = append(dst, "\r\nSec-WebSocket-Protocol: "...)
+	dst = append(dst, subprotocol...)
+	return append(dst, "\r\n\r\n"...)
 }
 
 // AppendHTTPError appends a complete HTTP/1.1 error response: status line,

@@ -29,6 +29,10 @@ type channel struct {
 	// never the other way round, and neither across I/O.
 	mu      sync.Mutex
 	members map[memberKey]*conn
+	links   []*peerLink // sessions to the --peer servers while members is not empty (peer.go)
+
+	peer atomic.Pointer[chanPeer] // peering state, made on first use (peer.go)
+	gone atomic.Bool              // swept from the registry: its links dial no more
 }
 
 // registry maps channel names to channels.
@@ -55,7 +59,33 @@ func (r *registry) len() int {
 func (r *registry) join(s *Server, name string, key memberKey, c *conn, now int64) (ch *channel, old *conn, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ch = r.m[name]
+	ch = r.getLocked(s, name)
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	old = ch.members[key]
+	if old != nil && !s.opts.ReplaceDuplicate {
+		return nil, nil, false
+	}
+	ch.members[key] = c
+	ch.lastActive.Store(now)
+	if len(ch.members) == 1 && len(s.peers) > 0 {
+		s.linkPeers(ch)
+	}
+	return ch, old, true
+}
+
+// channelFor returns the channel called name, creating it, without
+// joining it (a session a peer dialed).
+func (r *registry) channelFor(s *Server, name string) *channel {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.getLocked(s, name)
+}
+
+// getLocked returns the channel called name, creating it. Call with mu
+// held.
+func (r *registry) getLocked(s *Server, name string) *channel {
+	ch := r.m[name]
 	if ch == nil {
 		ch = &channel{
 			name:    name,
@@ -76,15 +106,7 @@ func (r *registry) join(s *Server, name string, key memberKey, c *conn, now int6
 		r.m[name] = ch
 		r.peak = max(r.peak, len(r.m))
 	}
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	old = ch.members[key]
-	if old != nil && !s.opts.ReplaceDuplicate {
-		return nil, nil, false
-	}
-	ch.members[key] = c
-	ch.lastActive.Store(now)
-	return ch, old, true
+	return ch
 }
 
 // leave removes c from its channel's member set unless another member
@@ -93,6 +115,9 @@ func (r *registry) leave(ch *channel, key memberKey, c *conn, now int64) {
 	ch.mu.Lock()
 	if ch.members[key] == c {
 		delete(ch.members, key)
+		if len(ch.members) == 0 {
+			ch.unlinkPeers()
+		}
 	}
 	ch.mu.Unlock()
 	ch.lastActive.Store(now)
@@ -108,8 +133,9 @@ func (r *registry) sweepIdle(cutoff int64) {
 			continue
 		}
 		ch.mu.Lock()
-		if len(ch.members) == 0 {
+		if len(ch.members) == 0 && ch.subscribers() == 0 { // peer sessions are no members
 			delete(r.m, name)
+			ch.gone.Store(true)
 			ch.ring.Release()
 		}
 		ch.mu.Unlock()
@@ -135,4 +161,15 @@ func (r *registry) releaseAll() {
 		ch.ring.Release()
 		delete(r.m, name)
 	}
+}
+
+// subscribers counts the channel's readers on every loop: members and
+// peer sessions.
+func (ch *channel) subscribers() (n int) {
+	for i := range ch.groups {
+		if g := ch.groups[i].Load(); g != nil {
+			n += int(g.n.Load())
+		}
+	}
+	return n
 }

@@ -32,6 +32,10 @@ const (
 	closeHTTPDone                     // the HTTP side closed its connection
 	closeProxyHeader                  // no valid PROXY protocol header (--proxy-protocol)
 	closeRefused                      // over a per-address limit once the PROXY header named the client
+	closePeerUnlinked                 // a peer session the channel no longer needs: no local member (1000)
+	closePeerRefused                  // the peer did not answer the upgrade with a 101
+	closePeerSelf                     // a peer session from this server to itself (1008)
+	closePeerProtocol                 // a frame a peer session must not carry (1002)
 	closeReasons                      // the number of reasons
 )
 
@@ -62,6 +66,10 @@ var closeInfo = [...]struct {
 	closeHTTPDone:         {0, "", "http done"},
 	closeProxyHeader:      {0, "", "proxy header"},
 	closeRefused:          {0, "", "refused"},
+	closePeerUnlinked:     {codec.CloseNormal, "no local members", "peer unlinked"},
+	closePeerRefused:      {0, "", "peer refused"},
+	closePeerSelf:         {codec.ClosePolicyViolation, "peer session to itself", "peer self"},
+	closePeerProtocol:     {codec.CloseProtocolError, "invalid peer frame", "peer protocol"},
 }
 
 func (r closeReason) String() string { return closeInfo[r].name }

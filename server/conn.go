@@ -20,15 +20,16 @@ import (
 type connState uint8
 
 const (
-	stHello     connState = iota // TLS: waiting for the whole ClientHello (no goroutine yet)
-	stProxy                      // --proxy-protocol: waiting for the PROXY header (proxy.go)
-	stQueued                     // TLS: ClientHello in, waiting for a handshake slot
-	stHandshake                  // TLS handshake in its goroutine
-	stUpgrade                    // reading the HTTP upgrade request
-	stHeader                     // waiting for the Mles header frame
-	stJoined                     // member of a channel
-	stHTTP                       // a request that is not an upgrade: the HTTP side (httpside.go)
-	stClosing                    // close decided; waiting for gnet to close the socket
+	stHello       connState = iota // TLS: waiting for the whole ClientHello (no goroutine yet)
+	stProxy                        // --proxy-protocol: waiting for the PROXY header (proxy.go)
+	stQueued                       // TLS: ClientHello in, waiting for a handshake slot
+	stHandshake                    // TLS handshake in its goroutine
+	stUpgrade                      // reading the HTTP upgrade request
+	stPeerUpgrade                  // a peer session we dialed: reading the peer's 101 (peer.go)
+	stHeader                       // waiting for the Mles header frame
+	stJoined                       // member of a channel
+	stHTTP                         // a request that is not an upgrade: the HTTP side (httpside.go)
+	stClosing                      // close decided; waiting for gnet to close the socket
 )
 
 // headerFrameMax bounds the header frame before the join; it is far above
@@ -87,7 +88,7 @@ type conn struct {
 	// opened is when the connection was accepted, in tenths of a second
 	// since the server started (logs; 13 years of range).
 	opened uint32
-	pong   *[]byte // the payload of a ping answered once part is out (rare)
+	rare   *connRare // a pong held back, a peer session: what few connections need (peer.go)
 
 	closeText string // the close frame's reason (fCloseFrame)
 
@@ -115,6 +116,9 @@ const (
 // plain one: no bridge, no goroutine, no handshake slot until it is in.
 func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	s := h.s
+	if k, ok := gc.Context().(*peerLink); ok {
+		return nil, h.openPeer(gc, k)
+	}
 	n := s.conns.Add(1)
 	if s.opts.MaxConns > 0 && n > int64(s.opts.MaxConns) {
 		s.conns.Add(-1)
@@ -214,8 +218,7 @@ func (c *conn) onFrames(p []byte) {
 		case codec.EventPing:
 			if c.part != nil {
 				// A frame is going out in slices: the pong follows it.
-				p := append([]byte(nil), c.fr.Control()...)
-				c.pong = &p
+				c.rareExt().pong = append([]byte(nil), c.fr.Control()...)
 				c.flags |= fPong
 				continue
 			}
@@ -273,6 +276,9 @@ func (c *conn) send(p []byte) {
 	if cap(p) > cap(c.l.out) {
 		c.l.out = p[:0] // keep the grown scratch
 	}
+	if ps := c.peerOf(); ps != nil && ps.out && c.state != stPeerUpgrade {
+		p = c.maskFrame(ps, p) // a frame from the dialing side is masked
+	}
 	if c.tls != nil {
 		_, _ = c.tls.Write(p)
 		return
@@ -302,7 +308,7 @@ func (c *conn) sweep() {
 		if now >= c.deadline {
 			c.closeWith(closeHelloTimeout)
 		}
-	case stQueued, stHandshake, stUpgrade:
+	case stQueued, stHandshake, stUpgrade, stPeerUpgrade:
 		if now >= c.deadline {
 			c.closeWith(closeHandshakeTimeout)
 		}
@@ -434,7 +440,14 @@ func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	if c.hc != nil {
 		c.hc.fail() // the handler reads EOF and its writes fail
 	}
-	c.part, c.pong, c.replay = nil, nil, nil // the waiting list may hold c a little longer
+	c.part, c.replay = nil, nil // the waiting list may hold c a little longer
+	if c.rare != nil {
+		c.rare.pong = nil
+		if ps := c.rare.peer; ps != nil && ps.out {
+			ps.link.c.CompareAndSwap(c, nil)
+			ps.link.retry()
+		}
+	}
 	c.endHandshake()
 	if c.tls != nil {
 		c.tls.Close()

@@ -37,4 +37,6 @@ const (
 	DefaultCloseLinger       = 3 * time.Second
 	DefaultTickInterval      = time.Second
 	DefaultReleaseQuiet      = 2 * time.Second
+	DefaultPeerRetry         = 100 * time.Millisecond
+	DefaultPeerRetryMax      = 10 * time.Second
 )

@@ -221,7 +221,7 @@ func (g *group) drain() {
 // a member never gets its own).
 func (c *conn) sharesFrom(from uint64) bool {
 	return c.cursor == from && c.state == stJoined && !c.dead &&
-		c.part == nil && c.replay == nil && c.pubEnd <= from
+		c.part == nil && c.replay == nil && c.pubEnd <= from && c.peerOf() == nil
 }
 
 // share copies the frames from the group's common cursor towards head into
@@ -274,6 +274,10 @@ func (c *conn) drain() {
 	if c.state != stJoined || c.dead {
 		return
 	}
+	if ps := c.peerOf(); ps != nil {
+		c.peerDrain(ps)
+		return
+	}
 	l, r := c.l, c.ch.ring
 	if !c.writePart() || c.outputFull() {
 		return
@@ -311,11 +315,7 @@ func (c *conn) drain() {
 			}
 			// Lapped: what it missed is gone. It gets what came before
 			// the gap, then 1008 (SPEC 1.6), never a silent gap.
-			if len(batch) > 0 {
-				c.writeOut(batch)
-			}
-			l.batch = batch[:0]
-			c.slowConsumer(whyLapped)
+			c.lappedAfter(batch)
 			return
 		}
 		c.cursor++
@@ -385,8 +385,8 @@ func (c *conn) writePart() bool {
 		c.writeOut(p)
 		if c.part == nil && c.flags&fPong != 0 {
 			c.flags &^= fPong
-			c.send(codec.AppendFrame(c.l.out[:0], ws.OpPong, *c.pong))
-			c.pong = nil
+			c.send(codec.AppendFrame(c.l.out[:0], ws.OpPong, c.rare.pong))
+			c.rare.pong = nil
 			c.flush()
 		}
 	}

@@ -105,6 +105,11 @@ func (c *conn) trafficTLS(data []byte) {
 			return
 		case tlsbridge.Established:
 			c.endHandshake()
+			if ps := c.peerOf(); ps != nil && ps.out {
+				c.sendPeerRequest()
+				data = nil
+				break
+			}
 			c.state = stUpgrade
 			c.up = newUpgradeState()
 			data = nil // already fed; ReadPlain picks up what the handshake left
@@ -153,6 +158,8 @@ func (c *conn) onPlain(p []byte) error {
 	switch c.state {
 	case stUpgrade:
 		c.onUpgrade(p) // consumes p whole, frames after the request included
+	case stPeerUpgrade:
+		c.onPeerResponse(p) // likewise with the peer's 101
 	case stHeader, stJoined:
 		c.onFrames(p)
 	case stHTTP:
@@ -196,7 +203,13 @@ func (c *conn) onUpgrade(p []byte) {
 		c.releaseUpgrade()
 		return
 	}
-	c.send(codec.AppendUpgradeResponse(c.l.out[:0], &req.Key))
+	if req.Peer {
+		// A Mles server dialing its peer (SPEC 1.5): it speaks mles-peer.
+		c.rareExt().peer = &peerSess{}
+		c.send(codec.AppendUpgradeResponseFor(c.l.out[:0], &req.Key, codec.PeerSubprotocol))
+	} else {
+		c.send(codec.AppendUpgradeResponse(c.l.out[:0], &req.Key))
+	}
 	c.state = stHeader
 	c.deadline = c.l.now + int64(c.s.opts.HeaderTimeout)
 	c.fr.MaxMessage = headerFrameMax

@@ -26,6 +26,10 @@ type replay struct {
 // onMessage handles a complete data message: the header frame before the
 // join, a message to publish after it.
 func (c *conn) onMessage() {
+	if ps := c.peerOf(); ps != nil {
+		c.onPeerFrame(ps)
+		return
+	}
 	if c.state == stHeader {
 		c.onHeader()
 		return
@@ -72,6 +76,10 @@ func (c *conn) onHeader() {
 	}
 	if err := codec.CheckAuth(h, s.opts.Key, s.opts.KeySet); err != nil {
 		c.refuse(closeAuth, err)
+		return
+	}
+	if c.peerOf() != nil {
+		c.onPeerHeader(h)
 		return
 	}
 	c.join(h)
@@ -146,8 +154,15 @@ func (c *conn) leave() {
 		return
 	}
 	c.ch = nil
-	if c.grp != nil {
+	joined := c.grp != nil
+	if joined {
 		c.grp.remove(c)
+	}
+	if c.peerOf() != nil {
+		if joined {
+			c.s.peerSessions.Add(-1)
+		}
+		return // a peer session is no member: nothing in the registry
 	}
 	c.s.reg.leave(ch, c.key, c, c.l.now)
 	c.s.members.Add(-1)

@@ -27,6 +27,9 @@ type loopCounters struct {
 	hsFailures [closeReasons]uint64 // TLS connections closed before the handshake was done, by reason
 	codes      [closeCodes]uint64   // close frames sent, by code - 1000
 	dropped    [dropReasons]uint64
+	// Peer sessions (SPEC 1.5): messages accepted from peers, messages
+	// sent to peers, and messages a peer sent that the channel had.
+	peerIn, peerOut, peerDuplicates uint64
 }
 
 // closeCodes is the range of close codes counted: 1000..1015.
@@ -84,6 +87,14 @@ type Metrics struct {
 	HistoryMessages int64 // messages and joins retained by all channels
 	HistoryBytes    int64 // their frame bytes
 
+	// Peering (SPEC 1.5): sessions exchanging messages now, messages
+	// accepted from peers, sent to peers, and sent by a peer that the
+	// channel already had (loop prevention at work).
+	PeerSessions   int64
+	PeerIn         uint64
+	PeerOut        uint64
+	PeerDuplicates uint64
+
 	Loops []LoopMetrics
 }
 
@@ -109,6 +120,7 @@ func (s *Server) Metrics(ctx context.Context) Metrics {
 		Dropped:           make(map[string]uint64),
 		HistoryBytes:      s.budget.Used(),
 		HistoryMessages:   s.reg.retained(),
+		PeerSessions:      s.peerSessions.Load(),
 		Loops:             make([]LoopMetrics, len(loops)),
 	}
 	for i, l := range loops {
@@ -121,6 +133,9 @@ func (s *Server) Metrics(ctx context.Context) Metrics {
 		m.BytesIn += c.bytesIn
 		m.Deliveries += c.deliveries
 		m.BytesOut += c.bytesOut
+		m.PeerIn += c.peerIn
+		m.PeerOut += c.peerOut
+		m.PeerDuplicates += c.peerDuplicates
 		for r := range closeReasons {
 			if n := c.closes[r]; n > 0 {
 				m.Closes[closeReason(r).label()] += n

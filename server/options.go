@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"runtime"
 	"time"
 )
@@ -140,6 +142,22 @@ type Options struct {
 	Key    string
 	KeySet bool
 
+	// Peers are the Mles servers this one links its channels with (SPEC
+	// 1.5, --peer): ws:// or wss:// URLs. For every channel with local
+	// client members the server keeps one session to each.
+	Peers []string
+	// ServerID names this server to its peers (--server-id): the uid of
+	// its peer sessions, and how a server recognises a session from
+	// itself. Default: the host name and the listen port.
+	ServerID string
+	// PeerTLS is the client TLS configuration for wss:// peers. Default:
+	// the system roots (ServerName from the URL).
+	PeerTLS *tls.Config
+	// PeerRetry is the first wait before a peer session is dialed again
+	// after it failed or closed; it doubles up to PeerRetryMax. Default
+	// 100 ms and 10 s.
+	PeerRetry, PeerRetryMax time.Duration
+
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -201,6 +219,13 @@ func (o *Options) SetDefaults() {
 	setd(&o.CloseLinger, DefaultCloseLinger)
 	setd(&o.TickInterval, DefaultTickInterval)
 	setd(&o.ReleaseQuiet, DefaultReleaseQuiet)
+	setd(&o.PeerRetry, DefaultPeerRetry)
+	setd(&o.PeerRetryMax, DefaultPeerRetryMax)
+	if o.ServerID == "" {
+		host, _ := os.Hostname()
+		_, port, _ := net.SplitHostPort(o.Addr)
+		o.ServerID = net.JoinHostPort(host, port)
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -255,6 +280,11 @@ func (o *Options) Validate() error {
 	for _, p := range o.TrustedProxies {
 		if !p.IsValid() {
 			return fmt.Errorf("server: TrustedProxies (--trusted-proxies) %v: not an address prefix", p)
+		}
+	}
+	for _, u := range o.Peers {
+		if _, err := parsePeerURL(u); err != nil {
+			return fmt.Errorf("server: Peers (--peer) %q: %w", u, err)
 		}
 	}
 	if o.MaxConnsPerIP < 0 {

@@ -2,6 +2,8 @@ package server
 
 import (
 	"errors"
+	"net"
+	"os"
 	"reflect"
 	"runtime"
 	"strings"
@@ -15,6 +17,7 @@ import (
 func TestSetDefaults(t *testing.T) {
 	var o Options
 	o.SetDefaults()
+	host, _ := os.Hostname()
 	want := Options{
 		Addr: DefaultAddr, Reactors: runtime.NumCPU(),
 		ReadBufferCap: DefaultReadBufferCap, WriteBufferCap: DefaultWriteBufferCap,
@@ -27,6 +30,7 @@ func TestSetDefaults(t *testing.T) {
 		PingInterval: DefaultPingInterval, PingMax: DefaultPingMax, ChannelIdle: DefaultChannelIdle,
 		DrainTimeout: DefaultDrainTimeout, CloseLinger: DefaultCloseLinger,
 		TickInterval: DefaultTickInterval, ReleaseQuiet: DefaultReleaseQuiet,
+		PeerRetry: DefaultPeerRetry, PeerRetryMax: DefaultPeerRetryMax, ServerID: net.JoinHostPort(host, "443"),
 		Logger: o.Logger,
 	}
 	if o.Logger == nil {

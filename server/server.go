@@ -49,11 +49,15 @@ type Server struct {
 	stopped chan struct{}
 	runErr  error
 
-	nextID     atomic.Uint64
-	conns      atomic.Int64
-	members    atomic.Int64
-	handshakes atomic.Int64
-	slow       atomic.Int64
+	nextID  atomic.Uint64
+	conns   atomic.Int64
+	members atomic.Int64
+	// peerSessions counts peer sessions exchanging messages; peers are
+	// the parsed Options.Peers.
+	peerSessions atomic.Int64
+	peers        []*peerTarget
+	handshakes   atomic.Int64
+	slow         atomic.Int64
 	// refusedPerIP counts connections closed at accept by MaxConnsPerIP.
 	refusedPerIP atomic.Int64
 	refusedRate  atomic.Int64
@@ -130,6 +134,10 @@ func New(opts Options) (*Server, error) {
 		stopped: make(chan struct{}),
 	}
 	s.reg.m = make(map[string]*channel)
+	for _, u := range opts.Peers {
+		t, _ := parsePeerURL(u) // Validate checked it
+		s.peers = append(s.peers, t)
+	}
 	if opts.HTTP != nil {
 		s.http = newHTTPSide(s)
 	}

@@ -59,6 +59,16 @@ func (c *conn) resume() {
 	}
 }
 
+// lappedAfter closes a reader the ring lapped (1008), after writing batch,
+// what it had read before the gap.
+func (c *conn) lappedAfter(batch []byte) {
+	if len(batch) > 0 {
+		c.writeOut(batch)
+	}
+	c.l.batch = batch[:0]
+	c.slowConsumer(whyLapped)
+}
+
 // lapped reports whether messages the member has not read yet are gone
 // from the ring. History lost during a replay does not count while nothing
 // live is missing.

@@ -12,6 +12,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -67,6 +69,8 @@ type flags struct {
 	admin      string // --admin: address of the admin listener
 	pprof      bool
 	ticketKeys string
+	peerCA     string // --peer-ca
+	peerNoCert bool   // --peer-insecure
 	opts       server.Options
 
 	config      string            // --config
@@ -144,6 +148,10 @@ func parse(args []string) (*flags, *pflag.FlagSet, error) {
 	fs.DurationVar(&o.CloseLinger, "close-linger", server.DefaultCloseLinger, "how long a closing connection keeps flushing its queued output before it is closed hard")
 	fs.DurationVar(&o.ReleaseQuiet, "release-quiet", server.DefaultReleaseQuiet, "return free heap memory to the OS once no connection has opened for this long (negative: never)")
 	fs.BoolVar(&o.ReplaceDuplicate, "replace-duplicate", false, "a new session with the same (uid, channel, auth) replaces the old one instead of being refused")
+	fs.StringArrayVar(&o.Peers, "peer", nil, "another Mles server, ws://host:port/ or wss://host:port/, repeatable: every channel with local members is linked to it, history resynced both ways (SPEC 1.5)")
+	fs.StringVar(&o.ServerID, "server-id", "", "this server's name to its peers (default: host name and port)")
+	fs.StringVar(&f.peerCA, "peer-ca", "", "PEM file of the CA certificates that wss:// peers are checked against (default: the system roots)")
+	fs.BoolVar(&f.peerNoCert, "peer-insecure", false, "do not check the certificates of wss:// peers (tests only)")
 	fs.StringVar(&f.admin, "admin", "", "serve /metrics, /healthz, /readyz, /varz and a status page on this address, e.g. 127.0.0.1:9090 (default: off)")
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on --admin")
 	fs.StringVar(&f.logLevel, "log-level", "", "error, warn, info, debug or trace (default: RUST_LOG, else warn)")
@@ -179,6 +187,10 @@ func parse(args []string) (*flags, *pflag.FlagSet, error) {
 	// "the default", but on the command line -l 0 is a mistake to name.
 	if h := o.History; h < 1 || h > server.MaxHistory {
 		return nil, fs, fmt.Errorf("-l/--limit %d: out of range 1..%d", h, server.MaxHistory)
+	}
+	if o.ServerID == "" {
+		host, _ := os.Hostname()
+		o.ServerID = net.JoinHostPort(host, strconv.Itoa(f.port))
 	}
 	// The one defaulting step and the one validation step, also before
 	// any log line; the errors name the flag. New repeats both, which
@@ -288,6 +300,19 @@ func run(args []string) error {
 	o.Addr = net.JoinHostPort(f.addr, strconv.Itoa(f.port))
 	o.Key, o.KeySet = os.LookupEnv("MLES_KEY")
 	o.Plain = f.plain
+	if f.peerCA != "" || f.peerNoCert {
+		o.PeerTLS = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: f.peerNoCert} //nolint:gosec // --peer-insecure is for tests
+		if f.peerCA != "" {
+			pem, err := os.ReadFile(f.peerCA)
+			if err != nil {
+				return fmt.Errorf("--peer-ca: %w", err)
+			}
+			o.PeerTLS.RootCAs = x509.NewCertPool()
+			if !o.PeerTLS.RootCAs.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("--peer-ca %s: no PEM certificate in it", f.peerCA)
+			}
+		}
+	}
 
 	var files *tlsbridge.FileSource
 	var acme *tlsbridge.ACME

@@ -48,6 +48,7 @@ type collector struct {
 	channels, members, messagesIn, messagesInBytes                  metric
 	deliveries, deliveriesBytes, slow, closes, closeCodes, dropped  metric
 	historyMessages, historyBytes, reactorConns, draining, snapshot metric
+	peerSessions, peerIn, peerOut, peerDuplicates                   metric
 }
 
 var _ prometheus.Collector = (*collector)(nil)
@@ -97,6 +98,14 @@ func newCollector(src Source, version string, reactors int) *collector {
 			"Connections owned by each event loop (reactor) now.", gauge, "reactor"),
 		draining: newMetric("draining",
 			"1 from the start of a drain (lame duck) or shutdown, else 0.", gauge),
+		peerSessions: newMetric("peer_sessions",
+			"Peer sessions (--peer, either side) exchanging messages now.", gauge),
+		peerIn: newMetric("peer_messages_in_total",
+			"Messages accepted from peer sessions since start.", counter),
+		peerOut: newMetric("peer_messages_out_total",
+			"Messages sent to peer sessions since start (history resync and live).", counter),
+		peerDuplicates: newMetric("peer_duplicates_total",
+			"Messages a peer sent that the channel already had, dropped (loop prevention) since start.", counter),
 		snapshot: newMetric("scrape_snapshot_seconds",
 			"How long the scrape took to collect the snapshot from the event loops.", gauge),
 	}
@@ -107,7 +116,7 @@ func (c *collector) all() []metric {
 	return []metric{c.build, c.connections, c.accepted, c.refused, c.hsFailures, c.hsInFlight,
 		c.channels, c.members, c.messagesIn, c.messagesInBytes, c.deliveries, c.deliveriesBytes,
 		c.slow, c.closes, c.closeCodes, c.dropped, c.historyMessages, c.historyBytes,
-		c.reactorConns, c.draining, c.snapshot}
+		c.reactorConns, c.draining, c.snapshot, c.peerSessions, c.peerIn, c.peerOut, c.peerDuplicates}
 }
 
 // Describe sends every descriptor: the registry then checks names and
@@ -158,6 +167,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		emit(c.reactorConns, float64(n), strconv.Itoa(i))
 	}
 	emit(c.draining, boolFloat(m.Draining))
+	emit(c.peerSessions, float64(m.PeerSessions))
+	emit(c.peerIn, float64(m.PeerIn))
+	emit(c.peerOut, float64(m.PeerOut))
+	emit(c.peerDuplicates, float64(m.PeerDuplicates))
 	emit(c.snapshot, took.Seconds())
 }
 

@@ -137,7 +137,8 @@ func checkFamilies(t *testing.T, s scrape) {
 		"mles_messages_in_total", "mles_messages_in_bytes_total", "mles_deliveries_total",
 		"mles_deliveries_bytes_total", "mles_slow_consumer_closes_total", "mles_messages_dropped_total",
 		"mles_history_messages", "mles_history_bytes", "mles_reactor_connections", "mles_draining",
-		"mles_scrape_snapshot_seconds"} {
+		"mles_scrape_snapshot_seconds", "mles_peer_sessions", "mles_peer_messages_in_total",
+		"mles_peer_messages_out_total", "mles_peer_duplicates_total"} {
 		if s[want] == nil {
 			t.Errorf("no %s in the scrape", want)
 		}

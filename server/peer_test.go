@@ -1,0 +1,216 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/mles/mles/internal/mlestest"
+	"github.com/mles/mles/server"
+)
+
+// peerURL is the URL of a server on port in mode m.
+func peerURL(m mode, port int) string {
+	if m.tls {
+		return fmt.Sprintf("wss://127.0.0.1:%d/", port)
+	}
+	return fmt.Sprintf("ws://127.0.0.1:%d/", port)
+}
+
+// startPeered starts servers on the given ports, server i peering with
+// the ports links[i] names.
+func startPeered(t *testing.T, m mode, links [][]int, mod func(i int, o *server.Options)) []*testServer {
+	t.Helper()
+	ports := make([]int, len(links))
+	for i := range ports {
+		ports[i] = mlestest.FreePort(t)
+	}
+	var out []*testServer
+	for i, to := range links {
+		out = append(out, startServer(t, m, func(o *server.Options) {
+			o.Addr = fmt.Sprintf("127.0.0.1:%d", ports[i])
+			o.ServerID = fmt.Sprintf("s%d", i)
+			for _, j := range to {
+				o.Peers = append(o.Peers, peerURL(m, ports[j]))
+			}
+			if m.tls {
+				o.PeerTLS = clientTLSConfig(t)
+			}
+			if mod != nil {
+				mod(i, o)
+			}
+		}))
+	}
+	return out
+}
+
+// TestPeerPair: a client on each of two servers, one peering with the
+// other: each gets the other's messages, over TLS and plain, the first
+// one sent before the session was up (it arrives through the resync).
+func TestPeerPair(t *testing.T) {
+	forModes(t, func(t *testing.T, m mode) {
+		ss := startPeered(t, m, [][]int{{1}, {}}, nil)
+		a := ss[0].join(t, "a", "pair")
+		b := ss[1].join(t, "b", "pair")
+		a.mustSend(t, ws.OpText, []byte("first from a"))
+		b.recvUntil(t, ws.OpText, "first from a")
+		b.mustSend(t, ws.OpText, []byte("from b"))
+		a.recvUntil(t, ws.OpText, "from b")
+		a.mustSend(t, ws.OpBinary, []byte("binary from a"))
+		b.recvUntil(t, ws.OpBinary, "binary from a")
+	})
+}
+
+// checkAllOnce has every client send n numbered messages and checks that
+// every client receives every other client's exactly once, in each
+// sender's order, and none of its own. clients[i] is named names[i].
+func checkAllOnce(t *testing.T, clients []*rawClient, names []string, n int) {
+	t.Helper()
+	errs := make(chan error, len(clients))
+	for i, c := range clients {
+		go func() {
+			next := map[string]int{}
+			want := (len(clients) - 1) * n
+			got := 0
+			for got < want {
+				msg, err := c.recv(30 * time.Second)
+				if err != nil {
+					errs <- fmt.Errorf("%s: after %d of %d: %v (next %v)", names[i], got, want, err, next)
+					return
+				}
+				var from string
+				var k int
+				if _, err := fmt.Sscanf(string(msg.data), "%s %d", &from, &k); err != nil || msg.op != ws.OpText {
+					continue // a stored join frame
+				}
+				switch {
+				case from == names[i]:
+					errs <- fmt.Errorf("%s got its own message %d", names[i], k)
+					return
+				case k != next[from]:
+					errs <- fmt.Errorf("%s: from %s got %d, want %d", names[i], from, k, next[from])
+					return
+				}
+				next[from]++
+				got++
+			}
+			errs <- nil
+		}()
+	}
+	for i, c := range clients {
+		go func() {
+			for k := range n {
+				if err := c.send(ws.OpText, fmt.Appendf(nil, "%s %d", names[i], k)); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Nothing more: a duplicate would be next.
+	for i, c := range clients {
+		if msg, err := c.recv(200 * time.Millisecond); err == nil {
+			t.Fatalf("%s: one more message after all: %q", names[i], msg.data)
+		}
+	}
+}
+
+// TestPeerTopologies: a full mesh of three servers and a chain of three
+// (the middle one with no --peer of its own), two clients on each: every
+// client gets every other client's messages exactly once, each sender's
+// in order.
+func TestPeerTopologies(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		links [][]int
+	}{
+		{"mesh", [][]int{{1, 2}, {0, 2}, {0, 1}}},
+		{"chain", [][]int{{1}, {}, {1}}},
+		{"ring-of-one-way", [][]int{{1}, {2}, {0}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ss := startPeered(t, modes[1], tc.links, func(_ int, o *server.Options) { o.History = 5000 })
+			var clients []*rawClient
+			var names []string
+			for i, ts := range ss {
+				for j := range 2 {
+					name := fmt.Sprintf("c%d.%d", i, j)
+					clients = append(clients, ts.join(t, name, "topo"))
+					names = append(names, name)
+				}
+			}
+			checkAllOnce(t, clients, names, 300)
+			// Each server accepted every message of the others' clients
+			// once; in a mesh, the second copy of each was dropped.
+			var dups uint64
+			for i, ts := range ss {
+				m := ts.Metrics(context.Background())
+				if want := uint64(len(clients)-2) * 300; m.PeerIn != want {
+					t.Errorf("server %d accepted %d messages from peers, want %d", i, m.PeerIn, want)
+				}
+				if m.PeerSessions == 0 {
+					t.Errorf("server %d counts no peer session", i)
+				}
+				dups += m.PeerDuplicates
+			}
+			if tc.name == "mesh" && dups == 0 {
+				t.Error("a mesh dropped no duplicate: loop prevention was not exercised")
+			}
+		})
+	}
+}
+
+// TestPeerRestartRefill: a server restarted without history is refilled
+// from its peer: a client joining it after the restart receives what was
+// sent before (once each, in order), and both sides go on exchanging.
+func TestPeerRestartRefill(t *testing.T) {
+	fast := func(_ int, o *server.Options) {
+		o.History = 1000
+		o.PeerRetry, o.PeerRetryMax = 20*time.Millisecond, 200*time.Millisecond
+	}
+	ss := startPeered(t, modes[1], [][]int{{1}, {0}}, fast)
+	a := ss[0].join(t, "a", "refill")
+	b := ss[1].join(t, "b", "refill")
+	checkAllOnce(t, []*rawClient{a, b}, []string{"a", "b"}, 100)
+
+	addr := ss[1].addr
+	b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ss[1].Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	nb := startServer(t, modes[1], func(o *server.Options) {
+		o.Addr = addr
+		o.ServerID = "s1"
+		o.Peers = []string{"ws://" + ss[0].addr + "/"}
+		fast(1, o)
+	})
+	b2 := nb.join(t, "b2", "refill")
+	// The history b2 gets comes from a, through the resync: a's 100 and
+	// b's 100, each once and in order.
+	next := map[string]int{}
+	for next["a"] < 100 || next["b"] < 100 {
+		msg, err := b2.recv(30 * time.Second)
+		if err != nil {
+			t.Fatalf("after the restart: %v (got %v)", err, next)
+		}
+		var from string
+		var k int
+		if _, err := fmt.Sscanf(string(msg.data), "%s %d", &from, &k); err != nil {
+			continue
+		}
+		if k != next[from] {
+			t.Fatalf("from %s got %d, want %d", from, k, next[from])
+		}
+		next[from]++
+	}
+	checkAllOnce(t, []*rawClient{a, b2}, []string{"a2", "b2"}, 100)
+}
