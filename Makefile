@@ -16,9 +16,9 @@ FUZZTIME ?= 5m
 FUZZSMOKE ?= 10000x
 FUZZ_TARGETS := codec:FuzzFrameReader codec:FuzzUpgradeParser codec:FuzzDecodeHeader \
 	codec:FuzzCheckAuth tlsbridge:FuzzReadPlainSplits tlsbridge:FuzzHandshakeInput \
-	tlsbridge:FuzzHelloComplete
+	tlsbridge:FuzzHelloComplete server/store:FuzzParse
 # make lint: go vet and staticcheck in each module, gofmt over the tree.
-LINT_MODULES := . benchmarks
+LINT_MODULES := . benchmarks server/store/enginecmp
 STATICCHECK_VERSION := v0.6.1
 # make soak: mixed traffic against the real binary for SOAK_DURATION.
 SOAK_DURATION ?= 30m
