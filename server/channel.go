@@ -3,8 +3,10 @@ package server
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/mles/mles/ring"
+	"github.com/mles/mles/server/store"
 )
 
 // memberKey identifies a member inside a channel for the duplicate rule
@@ -23,6 +25,9 @@ type channel struct {
 	groups []atomic.Pointer[group]
 
 	lastActive atomic.Int64 // unix nanoseconds of the last join, leave or publish
+	// orderBase places the channel's ring sequences in its stored order
+	// (persist.go); set once, when the history is loaded.
+	orderBase uint64
 
 	// mu guards members. Lock order: registry.mu before channel.mu (the
 	// idle sweep holds the registry's while it looks at each channel's);
@@ -30,6 +35,9 @@ type channel struct {
 	mu      sync.Mutex
 	members map[memberKey]*conn
 	links   []*peerLink // sessions to the --peer servers while members is not empty (peer.go)
+	syncing int         // links whose first resync is not in yet (peersync.go)
+	held    []*conn     // joiners waiting for it
+	syncEnd *time.Timer // releases them at peerSyncWait anyway
 
 	peer atomic.Pointer[chanPeer] // peering state, made on first use (peer.go)
 	gone atomic.Bool              // swept from the registry: its links dial no more
@@ -40,6 +48,9 @@ type registry struct {
 	// mu guards m and peak. Lock order: registry.mu before channel.mu.
 	mu sync.Mutex
 	m  map[string]*channel
+	// store is the history store (--history-dir), told about swept
+	// channels; nil without one.
+	store *store.Store
 	// peak is the most channels m held since it was last rebuilt: Go maps
 	// never give back their buckets, so sweepIdle rebuilds m once most of
 	// them are gone.
@@ -68,8 +79,8 @@ func (r *registry) join(s *Server, name string, key memberKey, c *conn, now int6
 	}
 	ch.members[key] = c
 	ch.lastActive.Store(now)
-	if len(ch.members) == 1 && len(s.peers) > 0 {
-		s.linkPeers(ch)
+	if len(ch.members) == 1 && len(s.peers) > 0 && len(ch.links) == 0 {
+		s.linkPeers(ch) // joins that were not held (peersync.go) start them here
 	}
 	return ch, old, true
 }
@@ -137,6 +148,9 @@ func (r *registry) sweepIdle(cutoff int64) {
 			delete(r.m, name)
 			ch.gone.Store(true)
 			ch.ring.Release()
+			if r.store != nil {
+				r.store.Drop(name)
+			}
 		}
 		ch.mu.Unlock()
 	}

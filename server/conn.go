@@ -27,6 +27,7 @@ const (
 	stUpgrade                      // reading the HTTP upgrade request
 	stPeerUpgrade                  // a peer session we dialed: reading the peer's 101 (peer.go)
 	stHeader                       // waiting for the Mles header frame
+	stPeerWait                     // header in: the join waits for the peers' resync (peersync.go)
 	stJoined                       // member of a channel
 	stHTTP                         // a request that is not an upgrade: the HTTP side (httpside.go)
 	stClosing                      // close decided; waiting for gnet to close the socket
@@ -227,6 +228,9 @@ func (c *conn) onFrames(p []byte) {
 			c.onClientClose()
 		}
 	}
+	if len(p) > 0 && c.state == stPeerWait {
+		c.holdBytes(p) // what came after the header: read once it has joined
+	}
 }
 
 // protocolError closes c for a codec error. In the header state a frame
@@ -312,7 +316,7 @@ func (c *conn) sweep() {
 		if now >= c.deadline {
 			c.closeWith(closeHandshakeTimeout)
 		}
-	case stHeader:
+	case stHeader, stPeerWait:
 		if now >= c.deadline {
 			c.closeWith(closeHeaderTimeout)
 		}
@@ -359,7 +363,7 @@ func (c *conn) closeCode(r closeReason, code ws.StatusCode, text string) {
 	if c.state == stClosing || c.dead {
 		return
 	}
-	upgraded := c.state == stHeader || c.state == stJoined
+	upgraded := c.state == stHeader || c.state == stPeerWait || c.state == stJoined
 	established := c.state > stHandshake
 	c.countClose(r, c.state)
 	c.endHandshake() // a slot goes to the next client now, not at OnClose

@@ -177,6 +177,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			_ = s.http.srv.Close() // handlers still running see their connections closed
 		}
 		s.reg.releaseAll()
+		if s.store != nil {
+			if err := s.store.Close(); err != nil && s.shutdownErr == nil { // flushes what was accepted
+				s.shutdownErr = err
+			}
+		}
 	})
 	return s.shutdownErr
 }

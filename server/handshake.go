@@ -162,6 +162,8 @@ func (c *conn) onPlain(p []byte) error {
 		c.onPeerResponse(p) // likewise with the peer's 101
 	case stHeader, stJoined:
 		c.onFrames(p)
+	case stPeerWait:
+		c.holdBytes(p)
 	case stHTTP:
 		c.onHTTP(p)
 	}

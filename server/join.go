@@ -45,6 +45,7 @@ func (c *conn) onMessage() {
 		m = &ring.Message{Frame: c.fr.TakeFrame(), From: c.id}
 	}
 	seq := c.ch.publish(m, c.l)
+	c.s.persist(c.ch, m, seq)
 	c.pubEnd = seq + 1
 	c.l.ctr.messagesIn++
 	c.l.ctr.bytesIn += uint64(len(m.Frame))
@@ -80,6 +81,9 @@ func (c *conn) onHeader() {
 	}
 	if c.peerOf() != nil {
 		c.onPeerHeader(h)
+		return
+	}
+	if c.holdForPeers(h) {
 		return
 	}
 	c.join(h)
@@ -121,7 +125,9 @@ func (c *conn) join(h codec.Header) {
 	// read, even if the join frame pushes the channel over them (a
 	// history that fits its caps is replayed whole).
 	g := ch.groupFor(l)
-	span := ch.ring.Join(&ring.Message{Frame: codec.AppendJoinFrame(nil, h.UID, h.Channel), From: c.id}, g.mark)
+	jm := &ring.Message{Frame: codec.AppendJoinFrame(nil, h.UID, h.Channel), From: c.id}
+	span := ch.ring.Join(jm, g.mark)
+	s.persistJoin(ch, jm, span.End)
 	c.cursor = span.Start
 	if span.Len() > 0 {
 		c.replay = &replay{joins: span.Joins, end: span.End}
@@ -149,6 +155,10 @@ func (c *conn) replacedBy(ch *channel) {
 
 // leave releases the channel membership, once.
 func (c *conn) leave() {
+	if c.rare != nil && c.rare.heldIn != nil {
+		c.unhold()
+		return
+	}
 	ch := c.ch
 	if ch == nil {
 		return

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/mles/mles/server/store"
 )
 
 // Counters for /metrics and /varz (SPEC 5). The hot path pays a plain add
@@ -95,6 +97,10 @@ type Metrics struct {
 	PeerOut        uint64
 	PeerDuplicates uint64
 
+	// Store is the history store's figures (--history-dir); nil without
+	// one.
+	Store *store.Stats
+
 	Loops []LoopMetrics
 }
 
@@ -121,6 +127,7 @@ func (s *Server) Metrics(ctx context.Context) Metrics {
 		HistoryBytes:      s.budget.Used(),
 		HistoryMessages:   s.reg.retained(),
 		PeerSessions:      s.peerSessions.Load(),
+		Store:             s.storeStats(),
 		Loops:             make([]LoopMetrics, len(loops)),
 	}
 	for i, l := range loops {
@@ -210,4 +217,13 @@ func (r *registry) retained() int64 {
 		n += int64(ch.ring.HistorySpan().Len())
 	}
 	return n
+}
+
+// storeStats returns the history store's figures, nil without a store.
+func (s *Server) storeStats() *store.Stats {
+	if s.store == nil {
+		return nil
+	}
+	st := s.store.Stats()
+	return &st
 }

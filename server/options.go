@@ -11,6 +11,8 @@ import (
 	"os"
 	"runtime"
 	"time"
+
+	"github.com/mles/mles/server/store"
 )
 
 // Options configures a Server. The zero value of every field means its
@@ -142,6 +144,14 @@ type Options struct {
 	Key    string
 	KeySet bool
 
+	// HistoryDir keeps the history on disk in this directory (SPEC 1.4,
+	// --history-dir), so that a restart keeps it; empty: in memory only.
+	HistoryDir string
+	// HistorySync is HistoryDir's durability policy (--history-sync):
+	// "always" (fsync every batch), a duration (fsync that often; the
+	// default "1s") or "none" (the OS writes back).
+	HistorySync string
+
 	// Peers are the Mles servers this one links its channels with (SPEC
 	// 1.5, --peer): ws:// or wss:// URLs. For every channel with local
 	// client members the server keeps one session to each.
@@ -219,6 +229,9 @@ func (o *Options) SetDefaults() {
 	setd(&o.CloseLinger, DefaultCloseLinger)
 	setd(&o.TickInterval, DefaultTickInterval)
 	setd(&o.ReleaseQuiet, DefaultReleaseQuiet)
+	if o.HistorySync == "" {
+		o.HistorySync = store.DefaultSync
+	}
 	setd(&o.PeerRetry, DefaultPeerRetry)
 	setd(&o.PeerRetryMax, DefaultPeerRetryMax)
 	if o.ServerID == "" {
@@ -281,6 +294,9 @@ func (o *Options) Validate() error {
 		if !p.IsValid() {
 			return fmt.Errorf("server: TrustedProxies (--trusted-proxies) %v: not an address prefix", p)
 		}
+	}
+	if _, err := store.ParseSync(o.HistorySync); o.HistoryDir != "" && err != nil {
+		return fmt.Errorf("server: HistorySync (--history-sync): %w", err)
 	}
 	for _, u := range o.Peers {
 		if _, err := parsePeerURL(u); err != nil {

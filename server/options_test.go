@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mles/mles/server/store"
 )
 
 // TestSetDefaults: the zero Options gets every default of const.go, the
@@ -30,7 +32,7 @@ func TestSetDefaults(t *testing.T) {
 		PingInterval: DefaultPingInterval, PingMax: DefaultPingMax, ChannelIdle: DefaultChannelIdle,
 		DrainTimeout: DefaultDrainTimeout, CloseLinger: DefaultCloseLinger,
 		TickInterval: DefaultTickInterval, ReleaseQuiet: DefaultReleaseQuiet,
-		PeerRetry: DefaultPeerRetry, PeerRetryMax: DefaultPeerRetryMax, ServerID: net.JoinHostPort(host, "443"),
+		HistorySync: store.DefaultSync, PeerRetry: DefaultPeerRetry, PeerRetryMax: DefaultPeerRetryMax, ServerID: net.JoinHostPort(host, "443"),
 		Logger: o.Logger,
 	}
 	if o.Logger == nil {

@@ -70,6 +70,11 @@ func parsePeerURL(s string) (*peerTarget, error) {
 type connRare struct {
 	pong []byte
 	peer *peerSess
+	// A joiner held while the channel's peers resync (peersync.go): its
+	// header, and the bytes that came after it.
+	hdr    *codec.Header
+	held   []byte
+	heldIn *channel
 }
 
 // rareExt returns c.rare, allocating it.
@@ -104,6 +109,8 @@ type peerSess struct {
 	end uint64
 	// scratch holds one outbound frame being enveloped and masked.
 	scratch []byte
+	// endSent: the 'S' that ends the replay went out (peersync.go).
+	endSent bool
 }
 
 // chanPeer is a channel's peering state, made on first use.
@@ -150,6 +157,7 @@ type peerLink struct {
 	c       atomic.Pointer[conn] // the session, once a loop owns it
 	wait    atomic.Int64         // the next backoff
 	timer   atomic.Pointer[time.Timer]
+	synced  atomic.Bool // its first resync is in, or its first try failed (peersync.go)
 }
 
 // linkPeers starts a link to every peer; called with ch.mu held when the
@@ -161,6 +169,7 @@ func (s *Server) linkPeers(ch *channel) {
 		ch.links = append(ch.links, k)
 		go k.dial()
 	}
+	ch.startSync(s)
 }
 
 // unlinkPeers stops the channel's links; called with ch.mu held when its
@@ -171,6 +180,10 @@ func (ch *channel) unlinkPeers() {
 	}
 	clear(ch.links)
 	ch.links = ch.links[:0]
+	ch.syncing = 0
+	if ch.syncEnd != nil {
+		ch.syncEnd.Stop()
+	}
 }
 
 func (k *peerLink) stop() {
@@ -223,6 +236,7 @@ func (k *peerLink) dial() {
 // PeerRetryMax, with jitter so that the channels of one peer do not all
 // redial at once.
 func (k *peerLink) retry() {
+	k.firstDone() // held joiners do not wait for a peer that is not there
 	if k.stopped.Load() || k.s.lameDuck.Load() {
 		return
 	}

@@ -169,7 +169,9 @@ func TestPeerTopologies(t *testing.T) {
 
 // TestPeerRestartRefill: a server restarted without history is refilled
 // from its peer: a client joining it after the restart receives what was
-// sent before (once each, in order), and both sides go on exchanging.
+// sent before (once each, in order), and both sides go on exchanging. Its
+// returning client talks at once: the joins wait for the refill, so its
+// old messages (from the peer) still come before its new ones.
 func TestPeerRestartRefill(t *testing.T) {
 	fast := func(_ int, o *server.Options) {
 		o.History = 1000
@@ -193,14 +195,101 @@ func TestPeerRestartRefill(t *testing.T) {
 		o.Peers = []string{"ws://" + ss[0].addr + "/"}
 		fast(1, o)
 	})
+	bb := nb.join(t, "b", "refill")
+	for k := 100; k < 150; k++ {
+		bb.mustSend(t, ws.OpText, fmt.Appendf(nil, "b %d", k))
+	}
 	b2 := nb.join(t, "b2", "refill")
 	// The history b2 gets comes from a, through the resync: a's 100 and
-	// b's 100, each once and in order.
+	// b's 100, each once and in order; then b's new 50.
+	expectNumbered(t, b2, map[string]int{"a": 100, "b": 150})
+	a.recvUntil(t, ws.OpText, "b 149")
+	bb.Close()
+	checkAllOnce(t, []*rawClient{a, b2}, []string{"a2", "b2"}, 100)
+}
+
+// TestPeerRestartWithHistory: a server that restarts with its history on
+// disk resyncs with its peer by ids: the peer sends only what it lacks, so
+// a joiner after the restart replays every message once.
+func TestPeerRestartWithHistory(t *testing.T) {
+	dir := t.TempDir()
+	mod := func(i int, o *server.Options) {
+		o.History = 1000
+		o.PeerRetry, o.PeerRetryMax = 20*time.Millisecond, 200*time.Millisecond
+		if i == 1 {
+			o.HistoryDir, o.HistorySync = dir, "always"
+		}
+	}
+	ss := startPeered(t, modes[1], [][]int{{1}, {0}}, mod)
+	a := ss[0].join(t, "a", "disk")
+	b := ss[1].join(t, "b", "disk")
+	checkAllOnce(t, []*rawClient{a, b}, []string{"a", "b"}, 100)
+	b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ss[1].Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// a talks on while b's server is down.
+	for k := 100; k < 150; k++ {
+		a.mustSend(t, ws.OpText, fmt.Appendf(nil, "a %d", k))
+	}
+	nb := startServer(t, modes[1], func(o *server.Options) {
+		o.Addr = ss[1].addr
+		o.ServerID = "s1"
+		o.Peers = []string{"ws://" + ss[0].addr + "/"}
+		mod(1, o)
+	})
+	b2 := nb.join(t, "b2", "disk")
+	expectNumbered(t, b2, map[string]int{"a": 150, "b": 100})
+	if msg, err := b2.recv(300 * time.Millisecond); err == nil {
+		t.Fatalf("one more after the history: %q", msg.data)
+	}
+	if d := nb.Metrics(ctx).PeerIn; d != 50 {
+		t.Errorf("the restarted server accepted %d messages from its peer, want the 50 it missed", d)
+	}
+}
+
+// TestPeerDown: a peer that is not there holds no joiner: the dial fails,
+// the join goes on at once, and local members talk; a joiner that leaves
+// while held leaves nothing behind.
+func TestPeerDown(t *testing.T) {
+	dead := mlestest.FreePort(t) // nothing listens there
+	ts := startServer(t, modes[1], func(o *server.Options) {
+		o.Peers = []string{fmt.Sprintf("ws://127.0.0.1:%d/", dead)}
+		o.PeerRetry, o.PeerRetryMax = 50*time.Millisecond, 100*time.Millisecond
+	})
+	start := time.Now()
+	a := ts.join(t, "a", "down")
+	b := ts.join(t, "b", "down")
+	exchange(t, []*rawClient{a, b}, "down")
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("joins with the peer down took %v", d)
+	}
+	a.Close()
+	b.Close()
+	ts.waitMembers(t, 0)
+	ts.waitConns(t, 0)
+}
+
+// expectNumbered reads c until it has each sender's messages "sender k"
+// for k below want[sender], once each and in order (stored join frames
+// skipped).
+func expectNumbered(t *testing.T, c *rawClient, want map[string]int) {
+	t.Helper()
 	next := map[string]int{}
-	for next["a"] < 100 || next["b"] < 100 {
-		msg, err := b2.recv(30 * time.Second)
+	done := func() bool {
+		for from, n := range want {
+			if next[from] < n {
+				return false
+			}
+		}
+		return true
+	}
+	for !done() {
+		msg, err := c.recv(30 * time.Second)
 		if err != nil {
-			t.Fatalf("after the restart: %v (got %v)", err, next)
+			t.Fatalf("got %v of %v: %v", next, want, err)
 		}
 		var from string
 		var k int
@@ -208,9 +297,8 @@ func TestPeerRestartRefill(t *testing.T) {
 			continue
 		}
 		if k != next[from] {
-			t.Fatalf("from %s got %d, want %d", from, k, next[from])
+			t.Fatalf("from %s got %d, want %d: a duplicate, a gap or out of order", from, k, next[from])
 		}
 		next[from]++
 	}
-	checkAllOnce(t, []*rawClient{a, b2}, []string{"a2", "b2"}, 100)
 }

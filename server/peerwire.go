@@ -99,6 +99,11 @@ func (c *conn) onPeerFrame(ps *peerSess) {
 	case c.state == stJoined && payload[0] == peerMessage && len(payload) >= peerEnvelope:
 		c.acceptPeerMessage(payload)
 		c.fr.ReleaseMessage()
+	case c.state == stJoined && payload[0] == peerSynced && len(payload) == 1:
+		c.fr.ReleaseMessage()
+		if ps.out {
+			ps.link.firstDone() // its replay is in: held joiners may join
+		}
 	default:
 		c.fr.ReleaseMessage()
 		c.peerError(errPeerFrame)
@@ -131,6 +136,9 @@ func (c *conn) peerJoin(vec map[uint64]uint64, live bool) {
 	s.peerSessions.Add(1)
 	if ps.out {
 		ps.link.wait.Store(int64(s.opts.PeerRetry))
+		if ps.plain {
+			ps.link.firstDone() // a plain peer replays nothing we can tell apart
+		}
 	}
 	if s.log.Enabled(context.Background(), slog.LevelInfo) {
 		s.log.Info("peer session up", "conn", c.id, "peer", ps.remote, "dialed", ps.out, "plain", ps.plain, "channel", ch.hid, "history", c.cursor)
@@ -161,7 +169,7 @@ func (c *conn) acceptPeerMessage(payload []byte) {
 	}
 	frame := codec.AppendFrame(make([]byte, 0, codec.FrameHeaderLen(len(body))+len(body)), op, body)
 	m := &ring.Message{Frame: frame, From: c.id, ID: &ring.ID{Origin: origin, Seq: seq}}
-	c.ch.publish(m, c.l)
+	c.s.persist(c.ch, m, c.ch.publish(m, c.l))
 	if _, ok := p.seen[origin]; !ok && len(p.seen) >= maxOrigins {
 		p.forgetOne()
 	}
@@ -200,7 +208,7 @@ func (c *conn) onPeerPlain() {
 	}
 	m := ring.NewMessage(c.fr.Frame(), c.id)
 	c.fr.ReleaseMessage()
-	c.ch.publish(m, c.l)
+	c.s.persist(c.ch, m, c.ch.publish(m, c.l))
 	c.l.ctr.peerIn++
 	c.l.ctr.bytesIn += uint64(len(m.Frame))
 }
@@ -258,6 +266,9 @@ func (c *conn) peerDrain(ps *peerSess) {
 		c.writeOut(batch)
 	}
 	l.batch = batch[:0]
+	if !ps.endSent && !ps.plain && c.cursor >= ps.end && !c.dead {
+		c.sendSynced(ps)
+	}
 	if c.flags&fShutdown != 0 && c.state == stJoined && c.cursor >= r.Head() {
 		c.closeWith(closeShutdown)
 	}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mles/mles/ring"
+	"github.com/mles/mles/server/store"
 )
 
 // Server is a Mles server: gnet event loops owning the sockets, a TLS bridge
@@ -56,8 +57,10 @@ type Server struct {
 	// the parsed Options.Peers.
 	peerSessions atomic.Int64
 	peers        []*peerTarget
-	handshakes   atomic.Int64
-	slow         atomic.Int64
+	// store keeps the history on disk (--history-dir); nil without.
+	store      *store.Store
+	handshakes atomic.Int64
+	slow       atomic.Int64
 	// refusedPerIP counts connections closed at accept by MaxConnsPerIP.
 	refusedPerIP atomic.Int64
 	refusedRate  atomic.Int64
@@ -138,6 +141,10 @@ func New(opts Options) (*Server, error) {
 		t, _ := parsePeerURL(u) // Validate checked it
 		s.peers = append(s.peers, t)
 	}
+	if err := s.openStore(); err != nil {
+		return nil, err
+	}
+	s.reg.store = s.store
 	if opts.HTTP != nil {
 		s.http = newHTTPSide(s)
 	}

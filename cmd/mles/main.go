@@ -33,6 +33,7 @@ import (
 
 	"github.com/mles/mles/server"
 	"github.com/mles/mles/server/admin"
+	"github.com/mles/mles/server/store"
 	"github.com/mles/mles/server/www"
 	"github.com/mles/mles/tlsbridge"
 )
@@ -148,6 +149,8 @@ func parse(args []string) (*flags, *pflag.FlagSet, error) {
 	fs.DurationVar(&o.CloseLinger, "close-linger", server.DefaultCloseLinger, "how long a closing connection keeps flushing its queued output before it is closed hard")
 	fs.DurationVar(&o.ReleaseQuiet, "release-quiet", server.DefaultReleaseQuiet, "return free heap memory to the OS once no connection has opened for this long (negative: never)")
 	fs.BoolVar(&o.ReplaceDuplicate, "replace-duplicate", false, "a new session with the same (uid, channel, auth) replaces the old one instead of being refused")
+	fs.StringVar(&o.HistoryDir, "history-dir", "", "keep the history on disk in this directory, so that a restart keeps it (default: in memory)")
+	fs.StringVar(&o.HistorySync, "history-sync", store.DefaultSync, "with --history-dir: fsync every batch (always), every DURATION, or never (none: the OS writes back)")
 	fs.StringArrayVar(&o.Peers, "peer", nil, "another Mles server, ws://host:port/ or wss://host:port/, repeatable: every channel with local members is linked to it, history resynced both ways (SPEC 1.5)")
 	fs.StringVar(&o.ServerID, "server-id", "", "this server's name to its peers (default: host name and port)")
 	fs.StringVar(&f.peerCA, "peer-ca", "", "PEM file of the CA certificates that wss:// peers are checked against (default: the system roots)")

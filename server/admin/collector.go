@@ -49,6 +49,7 @@ type collector struct {
 	deliveries, deliveriesBytes, slow, closes, closeCodes, dropped  metric
 	historyMessages, historyBytes, reactorConns, draining, snapshot metric
 	peerSessions, peerIn, peerOut, peerDuplicates                   metric
+	storeQueued, storeWritten, storeDropped, storeBehind, storeDisk metric
 }
 
 var _ prometheus.Collector = (*collector)(nil)
@@ -106,6 +107,16 @@ func newCollector(src Source, version string, reactors int) *collector {
 			"Messages sent to peer sessions since start (history resync and live).", counter),
 		peerDuplicates: newMetric("peer_duplicates_total",
 			"Messages a peer sent that the channel already had, dropped (loop prevention) since start.", counter),
+		storeQueued: newMetric("history_store_queued",
+			"History records queued for the store's writer now (--history-dir).", gauge),
+		storeWritten: newMetric("history_store_written_total",
+			"History records written to disk since start.", counter),
+		storeDropped: newMetric("history_store_dropped_total",
+			"History records not stored because the writer's queue was full (the writer is behind).", counter),
+		storeBehind: newMetric("history_store_behind",
+			"1 while the store's writer is behind (its queue was full), else 0.", gauge),
+		storeDisk: newMetric("history_store_disk_bytes",
+			"Bytes the history store takes on disk.", gauge),
 		snapshot: newMetric("scrape_snapshot_seconds",
 			"How long the scrape took to collect the snapshot from the event loops.", gauge),
 	}
@@ -116,7 +127,8 @@ func (c *collector) all() []metric {
 	return []metric{c.build, c.connections, c.accepted, c.refused, c.hsFailures, c.hsInFlight,
 		c.channels, c.members, c.messagesIn, c.messagesInBytes, c.deliveries, c.deliveriesBytes,
 		c.slow, c.closes, c.closeCodes, c.dropped, c.historyMessages, c.historyBytes,
-		c.reactorConns, c.draining, c.snapshot, c.peerSessions, c.peerIn, c.peerOut, c.peerDuplicates}
+		c.reactorConns, c.draining, c.snapshot, c.peerSessions, c.peerIn, c.peerOut, c.peerDuplicates,
+		c.storeQueued, c.storeWritten, c.storeDropped, c.storeBehind, c.storeDisk}
 }
 
 // Describe sends every descriptor: the registry then checks names and
@@ -171,6 +183,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	emit(c.peerIn, float64(m.PeerIn))
 	emit(c.peerOut, float64(m.PeerOut))
 	emit(c.peerDuplicates, float64(m.PeerDuplicates))
+	if st := m.Store; st != nil { // only with --history-dir
+		emit(c.storeQueued, float64(st.Queued))
+		emit(c.storeWritten, float64(st.Written))
+		emit(c.storeDropped, float64(st.Dropped))
+		emit(c.storeBehind, boolFloat(st.Behind))
+		emit(c.storeDisk, float64(st.DiskBytes))
+	}
 	emit(c.snapshot, took.Seconds())
 }
 
