@@ -37,7 +37,10 @@ type channel struct {
 	links   []*peerLink // sessions to the --peer servers while members is not empty (peer.go)
 	syncing int         // links whose first resync is not in yet (peersync.go)
 	held    []*conn     // joiners waiting for it
-	syncEnd *time.Timer // releases them at peerSyncWait anyway
+	// incoming are the synced sessions peers dialed, by their server id
+	// (peerdedup.go).
+	incoming map[string]*conn
+	syncEnd  *time.Timer // releases them at peerSyncWait anyway
 
 	peer atomic.Pointer[chanPeer] // peering state, made on first use (peer.go)
 	gone atomic.Bool              // swept from the registry: its links dial no more

@@ -36,6 +36,7 @@ const (
 	closePeerRefused                  // the peer did not answer the upgrade with a 101
 	closePeerSelf                     // a peer session from this server to itself (1008)
 	closePeerProtocol                 // a frame a peer session must not carry (1002)
+	closePeerCovered                  // the peer's own session links the two servers (1000)
 	closeReasons                      // the number of reasons
 )
 
@@ -70,6 +71,7 @@ var closeInfo = [...]struct {
 	closePeerRefused:      {0, "", "peer refused"},
 	closePeerSelf:         {codec.ClosePolicyViolation, "peer session to itself", "peer self"},
 	closePeerProtocol:     {codec.CloseProtocolError, "invalid peer frame", "peer protocol"},
+	closePeerCovered:      {codec.CloseNormal, "covered by the peer's session", "peer covered"},
 }
 
 func (r closeReason) String() string { return closeInfo[r].name }

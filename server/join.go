@@ -168,9 +168,12 @@ func (c *conn) leave() {
 	if joined {
 		c.grp.remove(c)
 	}
-	if c.peerOf() != nil {
+	if ps := c.peerOf(); ps != nil {
 		if joined {
 			c.s.peerSessions.Add(-1)
+			if !ps.out {
+				c.incomingDown(ps, ch)
+			}
 		}
 		return // a peer session is no member: nothing in the registry
 	}

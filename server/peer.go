@@ -158,18 +158,26 @@ type peerLink struct {
 	wait    atomic.Int64         // the next backoff
 	timer   atomic.Pointer[time.Timer]
 	synced  atomic.Bool // its first resync is in, or its first try failed (peersync.go)
+	covered atomic.Bool // the peer's own session links us: this one does not dial (peerdedup.go)
 }
 
 // linkPeers starts a link to every peer; called with ch.mu held when the
 // channel gets its first local member.
 func (s *Server) linkPeers(ch *channel) {
+	dialing := 0
 	for _, t := range s.peers {
 		k := &peerLink{s: s, ch: ch, t: t}
 		k.wait.Store(int64(s.opts.PeerRetry))
 		ch.links = append(ch.links, k)
+		if ch.coveredBy(s, s.peerIDOf(t)) {
+			k.covered.Store(true) // the peer's session is here already
+			k.synced.Store(true)
+			continue
+		}
+		dialing++
 		go k.dial()
 	}
-	ch.startSync(s)
+	ch.startSync(s, dialing)
 }
 
 // unlinkPeers stops the channel's links; called with ch.mu held when its
@@ -209,7 +217,7 @@ func (k *peerLink) stop() {
 // loop (gnet Register): OnOpen sees the link in the connection's context.
 func (k *peerLink) dial() {
 	s := k.s
-	if k.stopped.Load() || s.lameDuck.Load() || k.ch.gone.Load() {
+	if k.stopped.Load() || k.covered.Load() || s.lameDuck.Load() || k.ch.gone.Load() {
 		return
 	}
 	d := net.Dialer{Timeout: s.opts.HandshakeTimeout}
@@ -237,7 +245,7 @@ func (k *peerLink) dial() {
 // redial at once.
 func (k *peerLink) retry() {
 	k.firstDone() // held joiners do not wait for a peer that is not there
-	if k.stopped.Load() || k.s.lameDuck.Load() {
+	if k.stopped.Load() || k.covered.Load() || k.s.lameDuck.Load() {
 		return
 	}
 	w := time.Duration(k.wait.Load())

@@ -9,6 +9,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/mles/mles/internal/mlestest"
+	"github.com/mles/mles/internal/poll"
 	"github.com/mles/mles/server"
 )
 
@@ -128,12 +129,13 @@ func checkAllOnce(t *testing.T, clients []*rawClient, names []string, n int) {
 // in order.
 func TestPeerTopologies(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		links [][]int
+		name     string
+		links    [][]int
+		sessions []int64 // per server, once redundant ones are closed
 	}{
-		{"mesh", [][]int{{1, 2}, {0, 2}, {0, 1}}},
-		{"chain", [][]int{{1}, {}, {1}}},
-		{"ring-of-one-way", [][]int{{1}, {2}, {0}}},
+		{"mesh", [][]int{{1, 2}, {0, 2}, {0, 1}}, []int64{2, 2, 2}},
+		{"chain", [][]int{{1}, {}, {1}}, []int64{1, 2, 1}},
+		{"ring-of-one-way", [][]int{{1}, {2}, {0}}, []int64{2, 2, 2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ss := startPeered(t, modes[1], tc.links, func(_ int, o *server.Options) { o.History = 5000 })
@@ -163,6 +165,23 @@ func TestPeerTopologies(t *testing.T) {
 			if tc.name == "mesh" && dups == 0 {
 				t.Error("a mesh dropped no duplicate: loop prevention was not exercised")
 			}
+			// One session per pair of servers: in the mesh, where both
+			// dial, the larger id's closes.
+			poll.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+				for i, ts := range ss {
+					if n := ts.Metrics(context.Background()).PeerSessions; n != tc.sessions[i] {
+						return fmt.Errorf("server %d has %d peer sessions, want %d", i, n, tc.sessions[i])
+					}
+				}
+				return nil
+			})
+			// And over what is left, every message still reaches every
+			// client once.
+			var again []string
+			for _, n := range names {
+				again = append(again, n+"/2")
+			}
+			checkAllOnce(t, clients, again, 100)
 		})
 	}
 }

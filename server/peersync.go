@@ -69,8 +69,8 @@ func (c *conn) holdBytes(p []byte) {
 
 // startSync counts the links whose replay joiners wait for; called with
 // ch.mu held, right after the links started.
-func (ch *channel) startSync(s *Server) {
-	ch.syncing = len(ch.links)
+func (ch *channel) startSync(s *Server, links int) {
+	ch.syncing = links
 	if ch.syncEnd != nil {
 		ch.syncEnd.Stop()
 	}

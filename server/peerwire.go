@@ -95,6 +95,9 @@ func (c *conn) onPeerFrame(ps *peerSess) {
 			return
 		}
 		ps.remote = v.ID
+		if ps.out {
+			c.s.learnPeerID(ps.link.t, v.ID)
+		}
 		c.peerJoin(v.V, false)
 	case c.state == stJoined && payload[0] == peerMessage && len(payload) >= peerEnvelope:
 		c.acceptPeerMessage(payload)
@@ -103,6 +106,7 @@ func (c *conn) onPeerFrame(ps *peerSess) {
 		c.fr.ReleaseMessage()
 		if ps.out {
 			ps.link.firstDone() // its replay is in: held joiners may join
+			c.outboundSynced(ps)
 		}
 	default:
 		c.fr.ReleaseMessage()
@@ -139,6 +143,9 @@ func (c *conn) peerJoin(vec map[uint64]uint64, live bool) {
 		if ps.plain {
 			ps.link.firstDone() // a plain peer replays nothing we can tell apart
 		}
+	}
+	if !ps.out && !ps.plain {
+		c.incomingUp(ps)
 	}
 	if s.log.Enabled(context.Background(), slog.LevelInfo) {
 		s.log.Info("peer session up", "conn", c.id, "peer", ps.remote, "dialed", ps.out, "plain", ps.plain, "channel", ch.hid, "history", c.cursor)

@@ -57,6 +57,9 @@ type Server struct {
 	// the parsed Options.Peers.
 	peerSessions atomic.Int64
 	peers        []*peerTarget
+	// peerIDs are the server ids behind the targets (peerdedup.go).
+	peerIDsMu sync.Mutex
+	peerIDs   map[*peerTarget]string
 	// store keeps the history on disk (--history-dir); nil without.
 	store      *store.Store
 	handshakes atomic.Int64
@@ -137,6 +140,7 @@ func New(opts Options) (*Server, error) {
 		stopped: make(chan struct{}),
 	}
 	s.reg.m = make(map[string]*channel)
+	s.peerIDs = make(map[*peerTarget]string)
 	for _, u := range opts.Peers {
 		t, _ := parsePeerURL(u) // Validate checked it
 		s.peers = append(s.peers, t)
