@@ -35,11 +35,28 @@
 //     time) and join. Recorded: time until all joined, connects/s, failures,
 //     the share that resumed their TLS session, server CPU per reconnect,
 //     connect+join latency.
+//   - Several servers: -url takes a comma-separated list (pub/sub scenarios
+//     but chat); member i joins server i mod n, so the publisher (member 0)
+//     is on server 0. -scenario peered is the fan-out made for it: the
+//     record has each server's receivers (delivered, latency, its process's
+//     CPU with -server-pid P0,P1,...) and the receivers of every server but
+//     the publisher's merged (remote: one peer hop away). -admin-url (one
+//     http://host:port/metrics per server) records -metrics from each
+//     server's Prometheus text before and after the window and after the
+//     drain; -peer-sessions N waits, after the joins, until every server
+//     reports N mles_peer_sessions. -scenario persist and persistpub are the
+//     fan-out under their own names (1000 members; 10 members at 5000
+//     msg/s), for our server with its history in memory and on disk.
+//   - Every pub/sub run records each CPU's busy time over the window
+//     (/proc/stat), so that load from other processes on the pinned cores
+//     shows (cpu_busy_s).
 //
 // Usage:
 //
-//	loadgen -url ws://127.0.0.1:PORT/ -scenario fanout|bigchannel|chat|idle|connect|history|slow|httpburst \
-//	        [-mode mles|centrifugo|rawtls] [-label NAME] [-http-rate R -http-url http://...] [flags]
+//	loadgen -url ws://127.0.0.1:PORT/ -scenario fanout|bigchannel|chat|idle|connect|history|slow|httpburst|persist|persistpub \
+//	        [-mode mles|centrifugo|rawtls] [-label NAME] [-http-rate R -http-url http://...] [-admin-url http://.../metrics] [flags]
+//	loadgen -url ws://127.0.0.1:P0/,ws://127.0.0.1:P1/ -scenario peered -server-pid PID0,PID1 \
+//	        -admin-url http://127.0.0.1:A0/metrics,http://127.0.0.1:A1/metrics -peer-sessions 2 [flags]
 //	loadgen -url http://127.0.0.1:PORT/path -scenario static [-conns 32] [flags]
 //	loadgen -url wss://127.0.0.1:PORT/ -scenario storm -insecure [-conns 10000] [-dialers 64] \
 //	        -restart-cmd RESTART [-server-pid PID] [flags]

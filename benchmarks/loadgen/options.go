@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -31,10 +32,21 @@ const (
 	// TLS clients join and keep their session tickets, -restart-cmd
 	// restarts the server, and all of them reconnect at once (storm.go).
 	ScenarioStorm = "storm"
+	// ScenarioPersist is fanout under its own name, meant for our server
+	// with its history in memory and on disk (--history-dir) beside it.
+	ScenarioPersist = "persist"
+	// ScenarioPersistPub is the same with a small channel and high publish
+	// rates (default 10 members, 5000 msg/s): the history store's write
+	// rate is what limits it.
+	ScenarioPersistPub = "persistpub"
+	// ScenarioPeered is fanout over several peered servers (-url with a
+	// comma-separated list): member i joins server i mod n, the publisher
+	// (member 0) server 0; the record has each server's receivers apart.
+	ScenarioPeered = "peered"
 )
 
 // scenarioNames is the list in messages.
-const scenarioNames = "fanout, bigchannel, chat, idle, connect, history, slow, static, httpburst or storm"
+const scenarioNames = "fanout, bigchannel, chat, idle, connect, history, slow, static, httpburst, storm, persist, persistpub or peered"
 
 // Readers, as given to -reader.
 const (
@@ -45,7 +57,7 @@ const (
 // Options is one run's configuration; main only turns flags into it and
 // validate fills the scenario-dependent defaults.
 type Options struct {
-	URL      string        // server URL; ws:// or wss:// picks plain or TLS
+	URL      string        // server URL; ws:// or wss:// picks plain or TLS; pub/sub but chat: a comma-separated list of servers
 	Scenario string        // one of the Scenario constants
 	Mode     Mode          // protocol; default mles
 	Label    string        // server name in the results (default: mode)
@@ -60,6 +72,19 @@ type Options struct {
 	TLSCurves string
 	ServerPID int    // server process for CPU and RSS; 0: not measured
 	Out       string // JSON lines file to append to; empty: stdout
+
+	// ServerPIDs are the server processes, one per -url (-server-pid
+	// takes a comma-separated list); ServerPID is the first.
+	ServerPIDs []int
+	// AdminURLs are the servers' Prometheus endpoints
+	// (http://host:port/metrics), one per -url or none: Metrics are read
+	// from them at the window's edges and after the drain.
+	AdminURLs []string
+	Metrics   []string // metric names recorded from AdminURLs
+	// PeerSessions: before the schedule starts, wait until every
+	// AdminURLs server reports at least this many mles_peer_sessions.
+	PeerSessions int
+	PeerWait     time.Duration // how long to wait for them at most
 
 	// Reader is how members read: "goroutine" (default, one per connection) or "epoll" (one goroutine, one
 	// read per ready socket; plain ws:// only, TLS always uses goroutines).
@@ -92,13 +117,14 @@ type Options struct {
 	// its new PID on stdout; empty: the storm goes to the same process.
 	RestartCmd string
 
-	target *target
-	run    uint16          // random run id, in every payload, uid and channel
-	marker [markerLen]byte // "~LG" + run
+	target  *target         // the first of targets
+	targets []*target       // one per -url server
+	run     uint16          // random run id, in every payload, uid and channel
+	marker  [markerLen]byte // "~LG" + run
 }
 
 func (o *Options) register(fs *flag.FlagSet) {
-	fs.StringVar(&o.URL, "url", "", "server URL, ws://host:port/path or wss://...")
+	fs.StringVar(&o.URL, "url", "", "server URL, ws://host:port/path or wss://...; pub/sub scenarios but chat: a comma-separated list of servers (member i joins server i mod n, the publisher server 0)")
 	fs.StringVar(&o.Scenario, "scenario", "", scenarioNames)
 	fs.StringVar((*string)(&o.Mode), "mode", string(ModeMles), "protocol: mles, centrifugo or rawtls (connect only)")
 	fs.StringVar(&o.Label, "label", "", "server name in the results (default: the mode)")
@@ -109,7 +135,29 @@ func (o *Options) register(fs *flag.FlagSet) {
 	fs.IntVar(&o.Dialers, "dialers", 64, "concurrent dialers")
 	fs.BoolVar(&o.Insecure, "insecure", false, "skip TLS certificate verification")
 	fs.StringVar(&o.TLSCurves, "tls-curves", "x25519", "TLS key exchange offered: x25519 or default (Go's, with X25519MLKEM768)")
-	fs.IntVar(&o.ServerPID, "server-pid", 0, "server PID, for CPU time and RSS from /proc")
+	fs.Func("server-pid", "server PID, for CPU time and RSS from /proc; with several -url servers, their PIDs comma-separated in the same order (CPU and RSS are summed)", func(v string) error {
+		pids, err := parsePIDs(v)
+		if err != nil {
+			return err
+		}
+		o.ServerPIDs = pids
+		o.ServerPID = 0
+		if len(pids) > 0 {
+			o.ServerPID = pids[0]
+		}
+		return nil
+	})
+	fs.Func("admin-url", "the servers' Prometheus text endpoints, http://host:port/metrics, comma-separated, one per -url server: -metrics are recorded at the window's edges and after the drain", func(v string) error {
+		o.AdminURLs = splitList(v)
+		return nil
+	})
+	o.Metrics = splitList(DefaultMetrics)
+	fs.Func("metrics", "metric names recorded from -admin-url, comma-separated (samples of one name are summed over their labels); default "+DefaultMetrics, func(v string) error {
+		o.Metrics = splitList(v)
+		return nil
+	})
+	fs.IntVar(&o.PeerSessions, "peer-sessions", 0, "before the schedule, wait until every -admin-url server reports at least this many mles_peer_sessions (0: no wait)")
+	fs.DurationVar(&o.PeerWait, "peer-wait", 30*time.Second, "how long -peer-sessions waits at most (then the run fails)")
 	fs.StringVar(&o.Out, "out", "", "append one JSON object per run to this file (default: stdout)")
 	fs.StringVar(&o.Reader, "reader", ReaderGoroutine, "member reads: epoll (one goroutine, plain ws only) or goroutine (one per connection; always with TLS)")
 	fs.IntVar(&o.Members, "members", 0, "members per channel incl. the publisher (default fanout/slow 1000, bigchannel 15000, chat 10, idle 10)")
@@ -150,9 +198,14 @@ func (o *Options) validate(set map[string]bool) error {
 	}
 	defMembers, defRate := 0, 0.0
 	switch o.Scenario {
-	case ScenarioFanout, ScenarioHTTPBurst, ScenarioSlow:
+	case ScenarioFanout, ScenarioHTTPBurst, ScenarioSlow, ScenarioPersist, ScenarioPeered:
 		defMembers, defRate = 1000, 1000
 		if o.Scenario != ScenarioSlow && !set["slow"] {
+			o.Slow = 0
+		}
+	case ScenarioPersistPub:
+		defMembers, defRate = 10, 5000
+		if !set["slow"] {
 			o.Slow = 0
 		}
 	case ScenarioBigChannel:
@@ -188,7 +241,7 @@ func (o *Options) validate(set map[string]bool) error {
 	if o.Scenario != ScenarioChat {
 		o.Channels = 0
 	}
-	if o.Scenario != ScenarioSlow && o.Scenario != ScenarioFanout && o.Scenario != ScenarioBigChannel && o.Scenario != ScenarioHTTPBurst {
+	if !isPubSub(o.Scenario) || o.Scenario == ScenarioChat {
 		o.Slow = 0
 	}
 	if o.HTTPClient != HTTPClientRaw && o.HTTPClient != HTTPClientStd {
@@ -204,7 +257,7 @@ func (o *Options) validate(set map[string]bool) error {
 		return errors.New("-dialers and -duration must be positive, -warmup and -drain not negative")
 	}
 	switch o.Scenario {
-	case ScenarioFanout, ScenarioBigChannel, ScenarioHTTPBurst, ScenarioSlow, ScenarioChat:
+	case ScenarioFanout, ScenarioBigChannel, ScenarioHTTPBurst, ScenarioSlow, ScenarioChat, ScenarioPersist, ScenarioPersistPub, ScenarioPeered:
 		if o.Members < 2 || o.Rate <= 0 {
 			return errors.New("-members must be at least 2 and -rate positive")
 		}
@@ -230,10 +283,47 @@ func (o *Options) validate(set map[string]bool) error {
 			return errors.New("-stored, -joiners and -join-concurrency must be positive")
 		}
 	}
-	t, err := parseTarget(o.URL, o.Insecure, o.TLSCurves)
-	if err != nil {
-		return err
+	urls := splitList(o.URL)
+	if len(urls) == 0 {
+		return errors.New("-url is required")
 	}
+	if len(urls) > 1 && (!isPubSub(o.Scenario) || o.Scenario == ScenarioChat) {
+		return errors.New("several -url servers are for the pub/sub scenarios with one publisher (fanout, peered, ...), not " + o.Scenario)
+	}
+	o.targets = o.targets[:0]
+	for _, u := range urls {
+		t, err := parseTarget(u, o.Insecure, o.TLSCurves)
+		if err != nil {
+			return err
+		}
+		if len(o.targets) > 0 && t.tls != o.targets[0].tls {
+			return errors.New("-url servers must be all ws:// or all wss://")
+		}
+		o.targets = append(o.targets, t)
+	}
+	if len(o.targets) > o.Members-1-o.Slow && len(o.targets) > 1 {
+		return errors.New("more -url servers than receiving members")
+	}
+	if len(o.ServerPIDs) > 1 && len(o.ServerPIDs) != len(o.targets) {
+		return fmt.Errorf("-server-pid has %d PIDs for %d -url servers", len(o.ServerPIDs), len(o.targets))
+	}
+	if len(o.AdminURLs) > 0 {
+		if len(o.AdminURLs) != len(o.targets) {
+			return fmt.Errorf("-admin-url has %d URLs for %d -url servers", len(o.AdminURLs), len(o.targets))
+		}
+		if !isPubSub(o.Scenario) {
+			return errors.New("-admin-url is for the pub/sub scenarios")
+		}
+		for _, a := range o.AdminURLs {
+			if !strings.HasPrefix(a, "http://") {
+				return fmt.Errorf("-admin-url %q: want http://host:port/metrics", a)
+			}
+		}
+	}
+	if o.PeerSessions < 0 || (o.PeerSessions > 0 && len(o.AdminURLs) == 0) {
+		return errors.New("-peer-sessions needs -admin-url (and must not be negative)")
+	}
+	t := o.targets[0]
 	if o.Mode == ModeRawTLS && !t.tls {
 		return errors.New("-mode rawtls needs a wss:// (or https://) URL")
 	}
@@ -250,7 +340,7 @@ func (o *Options) validate(set map[string]bool) error {
 	case o.HTTPRate > 0:
 		switch o.Scenario {
 		case ScenarioStatic:
-		case ScenarioFanout, ScenarioBigChannel, ScenarioHTTPBurst, ScenarioSlow, ScenarioChat:
+		case ScenarioFanout, ScenarioBigChannel, ScenarioHTTPBurst, ScenarioSlow, ScenarioChat, ScenarioPersist, ScenarioPersistPub, ScenarioPeered:
 			if o.HTTPConns < 1 {
 				return errors.New("-http-conns must be positive")
 			}
@@ -273,4 +363,38 @@ func (o *Options) validate(set map[string]bool) error {
 // channel's history and never collide with a previous run's stale sessions.
 func (o *Options) name(kind string, i int) string {
 	return fmt.Sprintf("%s-%04x-%d", kind, o.run, i)
+}
+
+// isPubSub reports whether scenario is one of the publish/subscribe ones
+// runPubSub runs.
+func isPubSub(scenario string) bool {
+	switch scenario {
+	case ScenarioFanout, ScenarioBigChannel, ScenarioHTTPBurst, ScenarioChat, ScenarioSlow, ScenarioPersist, ScenarioPersistPub, ScenarioPeered:
+		return true
+	}
+	return false
+}
+
+// splitList splits a comma-separated list, dropping empty items and spaces.
+func splitList(v string) []string {
+	var out []string
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+// parsePIDs parses a comma-separated list of process ids.
+func parsePIDs(v string) ([]int, error) {
+	var pids []int
+	for _, item := range splitList(v) {
+		pid, err := strconv.Atoi(item)
+		if err != nil || pid < 0 {
+			return nil, fmt.Errorf("PID %q: want a number", item)
+		}
+		pids = append(pids, pid)
+	}
+	return pids, nil
 }

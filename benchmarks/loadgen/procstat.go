@@ -83,6 +83,81 @@ func procRSS(pid int) int64 {
 func slabBytes() int64 { return kbField("/proc/meminfo", "Slab") }
 
 // cpuSample is a point-in-time CPU reading of both processes.
-type cpuSample struct{ self, server float64 }
+type cpuSample struct {
+	self, server float64
+	each         []float64 // per server (sampleServers only)
+	busy         []float64 // per CPU of the machine, busy seconds since boot (sampleServers only)
+}
 
 func sampleCPU(pid int) cpuSample { return cpuSample{self: selfCPU(), server: procCPU(pid)} }
+
+// sampleServers samples this process and every server of o: server is the
+// sum over o.ServerPIDs (-1 when one is gone or none is given), each the
+// servers one by one.
+func sampleServers(o *Options) cpuSample {
+	if len(o.ServerPIDs) <= 1 {
+		s := sampleCPU(o.ServerPID)
+		s.each = []float64{s.server}
+		s.busy = cpuBusy()
+		return s
+	}
+	s := cpuSample{self: selfCPU(), each: make([]float64, len(o.ServerPIDs)), busy: cpuBusy()}
+	for i, pid := range o.ServerPIDs {
+		s.each[i] = procCPU(pid)
+		if s.each[i] < 0 || s.server < 0 {
+			s.server = -1
+			continue
+		}
+		s.server += s.each[i]
+	}
+	return s
+}
+
+// cpuBusy returns each CPU's busy time since boot in seconds, from the
+// cpuN lines of /proc/stat (user, nice, system, irq, softirq and steal;
+// guest time is in user already); nil when it cannot be read. Over a
+// window, a CPU's busy time minus the processes pinned to it is what else
+// ran there: other processes, and interrupt work not charged to anyone.
+func cpuBusy() []float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return nil
+	}
+	return parseCPUBusy(b)
+}
+
+func parseCPUBusy(stat []byte) []float64 {
+	var out []float64
+	for line := range bytes.SplitSeq(stat, []byte("\n")) {
+		f := bytes.Fields(line)
+		if len(f) < 9 || !bytes.HasPrefix(f[0], []byte("cpu")) || len(f[0]) == 3 {
+			continue
+		}
+		n, err := strconv.Atoi(string(f[0][3:]))
+		if err != nil || n < 0 || n > 4096 {
+			continue
+		}
+		var busy float64
+		for _, i := range []int{1, 2, 3, 6, 7, 8} { // user nice system (idle iowait) irq softirq steal
+			v, _ := strconv.ParseFloat(string(f[i]), 64)
+			busy += v
+		}
+		for len(out) <= n {
+			out = append(out, 0)
+		}
+		out[n] = busy / clockTicks
+	}
+	return out
+}
+
+// busyDelta is b - a per CPU; nil unless both have the same CPUs.
+func busyDelta(a, b []float64) []float64 {
+	if len(a) == 0 || len(a) != len(b) {
+		return nil
+	}
+	d := make([]float64, len(a))
+	for i := range a {
+		d[i] = b[i] - a[i]
+	}
+	return d
+}

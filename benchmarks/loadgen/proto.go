@@ -43,10 +43,15 @@ func (s *session) subprotocol() string {
 	return ""
 }
 
-// openSession dials, upgrades and joins channel as uid.
+// openSession dials the (first) -url server, upgrades and joins channel as uid.
 func openSession(ctx context.Context, o *Options, uid, channel string, readBuf int, linger0 bool) (*session, error) {
+	return openSessionAt(ctx, o, o.target, uid, channel, readBuf, linger0)
+}
+
+// openSessionAt is openSession to server t.
+func openSessionAt(ctx context.Context, o *Options, t *target, uid, channel string, readBuf int, linger0 bool) (*session, error) {
 	s := &session{mode: o.Mode, channel: channel, marker: o.marker}
-	c, err := dialWS(ctx, o.target, s.subprotocol(), readBuf, linger0, nil)
+	c, err := dialWS(ctx, t, s.subprotocol(), readBuf, linger0, nil)
 	if err != nil {
 		return nil, err
 	}

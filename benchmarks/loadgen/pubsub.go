@@ -25,6 +25,7 @@ type receiver struct {
 
 	self             int   // own publisher id, whose echoes are ignored
 	base             int   // publisher id of the channel's member 0
+	srv              int   // index of the -url server the member joined
 	winStart, winEnd int64 // measured window, clock ns
 	last             []int64
 	total            int64
@@ -126,10 +127,11 @@ func runPubSub(ctx context.Context, o *Options) (*Result, error) {
 	res := newResult(o)
 	clk := clock{base: time.Now()}
 
+	nsrv := len(o.targets)
 	sessions := make([]*session, total)
 	_, err := dialAll(ctx, o.Dialers, total, true, func(ctx context.Context, i int) error {
 		ch := o.name(o.Scenario, i/members)
-		s, err := openSession(ctx, o, o.name("u", i), ch, readBufSize, false)
+		s, err := openSessionAt(ctx, o, o.targets[serverOf(i, nsrv)], o.name("u", i), ch, readBufSize, false)
 		if err != nil {
 			return fmt.Errorf("member %d: %w", i, err)
 		}
@@ -157,6 +159,17 @@ func runPubSub(ctx context.Context, o *Options) (*Result, error) {
 	isPublisher := func(i int) bool { return o.Scenario == ScenarioChat || i == 0 }
 	isSlow := func(i int) bool { return i >= 1 && i <= o.Slow } // channel 0 only (fanout/bigchannel/slow)
 	receiversPerChannel := members - 1 - o.Slow
+
+	// Peered servers: their sessions for the channel come up once members
+	// joined; the schedule starts when every server has them.
+	if o.PeerSessions > 0 {
+		d, err := awaitPeerSessions(ctx, o.AdminURLs, o.PeerSessions, o.PeerWait)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		res.PeerWaitS = d.Seconds()
+	}
 
 	// The schedule starts after a short pause that lets the last joins land
 	// (and, with -http-rate, the burst's process start and connect; the
@@ -189,6 +202,7 @@ func runPubSub(ctx context.Context, o *Options) (*Result, error) {
 			continue
 		}
 		r := newReceiver(i, i/members*members, members, winStart, winEnd)
+		r.srv = serverOf(i, nsrv)
 		recv = append(recv, r)
 		ended := func(code int, err error) {
 			if !stopping.Load() {
@@ -238,11 +252,28 @@ func runPubSub(ctx context.Context, o *Options) (*Result, error) {
 		}
 	}
 
+	// The servers' metrics are read just before the window and just after
+	// it, outside the CPU samples (a scrape costs the server a little).
+	var mStart, mEnd, mAfter []map[string]float64
+	var mErrs []error
+	scrapeNow := func() []map[string]float64 {
+		if len(o.AdminURLs) == 0 {
+			return nil
+		}
+		ms, err := scrapeAll(ctx, o.AdminURLs, o.Metrics)
+		if err != nil {
+			mErrs = append(mErrs, err)
+		}
+		return ms
+	}
 	sleepUntil(ctx, clk, winStart)
-	a := sampleCPU(o.ServerPID)
+	mStart = scrapeNow()
+	a := sampleServers(o)
 	sleepUntil(ctx, clk, winEnd)
-	b := sampleCPU(o.ServerPID)
+	b := sampleServers(o)
+	mEnd = scrapeNow()
 	res.setCPU(a, b, o.Duration.Seconds())
+	res.CPUBusyS = busyDelta(a.busy, b.busy)
 	pwg.Wait()
 	if burst != nil {
 		burst.wait(res)
@@ -268,6 +299,8 @@ func runPubSub(ctx context.Context, o *Options) (*Result, error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
+	mAfter = scrapeNow()
+
 	if o.Slow > 0 {
 		n := 0
 		for i := 1; i <= o.Slow; i++ {
@@ -286,8 +319,12 @@ func runPubSub(ctx context.Context, o *Options) (*Result, error) {
 	rwg.Wait()
 
 	var h histogram
+	parts := newServerParts(o, nsrv)
 	for _, r := range recv {
 		h.merge(&r.hist)
+		if parts != nil {
+			parts.add(r.srv, &r.hist, r.inWindow.Load(), !isPublisher(r.self))
+		}
 		res.Delivered += r.inWindow.Load()
 		res.OutOfOrder += r.outOfOrder
 		res.Gaps += r.gaps
@@ -307,11 +344,97 @@ func runPubSub(ctx context.Context, o *Options) (*Result, error) {
 	// A slow member does not read: it does not count in expected, delivered
 	// or latency ("healthy receivers only").
 	res.setLatency(&h)
+	if parts != nil {
+		parts.fill(res, o, res.Scheduled, a, b, mStart, mEnd, mAfter, mErrs)
+	}
 	res.finish(o)
 	if res.Sent < res.Scheduled {
 		res.Notes = append(res.Notes, fmt.Sprintf("publishers wrote only %d of %d scheduled messages before the drain deadline", res.Sent, res.Scheduled))
 	}
 	return res, ctx.Err()
+}
+
+// serverOf is the -url server of member i among n: members are dealt round
+// robin, so member 0 (the fan-out's publisher) joins server 0 and the
+// receivers are split evenly (their counts differ by at most one).
+func serverOf(i, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	return i % n
+}
+
+// serverParts gathers the receivers per server after the run.
+type serverParts struct {
+	hists     []histogram
+	delivered []int64
+	receivers []int
+}
+
+// newServerParts returns nil when the record needs no per-server parts
+// (one server and no -admin-url).
+func newServerParts(o *Options, n int) *serverParts {
+	if n <= 1 && len(o.AdminURLs) == 0 {
+		return nil
+	}
+	return &serverParts{hists: make([]histogram, n), delivered: make([]int64, n), receivers: make([]int, n)}
+}
+
+// add counts one member's reader; the publisher's reads its own server's
+// pings only, and is no receiver.
+func (p *serverParts) add(srv int, h *histogram, delivered int64, receiver bool) {
+	p.hists[srv].merge(h)
+	p.delivered[srv] += delivered
+	if receiver {
+		p.receivers[srv]++
+	}
+}
+
+// fill writes Servers and Remote (every server but the publisher's, server
+// 0) into res. The fan-out has one publisher: each receiver expects every
+// scheduled message.
+func (p *serverParts) fill(res *Result, o *Options, scheduled int64, a, b cpuSample, mStart, mEnd, mAfter []map[string]float64, mErrs []error) {
+	n := len(p.hists)
+	res.Servers = make([]ServerPart, n)
+	var remote histogram
+	var rRecv int
+	var rDelivered int64
+	for i := range n {
+		sp := &res.Servers[i]
+		sp.URL = o.targets[i].addr
+		sp.set(p.receivers[i], scheduled*int64(p.receivers[i]), p.delivered[i], res.WindowS, &p.hists[i])
+		sp.CPUS = -1
+		if i < len(a.each) && i < len(b.each) && a.each[i] >= 0 && b.each[i] >= 0 {
+			sp.CPUS = b.each[i] - a.each[i]
+		}
+		sp.RSSAfterBytes = -1
+		if i < len(o.ServerPIDs) {
+			sp.PID = o.ServerPIDs[i]
+			sp.RSSAfterBytes = procRSS(sp.PID)
+		}
+		if i < len(mStart) {
+			sp.MetricsStart = mStart[i]
+		}
+		if i < len(mEnd) {
+			sp.MetricsEnd = mEnd[i]
+		}
+		if i < len(mAfter) {
+			sp.MetricsAfter = mAfter[i]
+		}
+		if i > 0 {
+			remote.merge(&p.hists[i])
+			rRecv += p.receivers[i]
+			rDelivered += p.delivered[i]
+		}
+	}
+	if len(mErrs) > 0 && n > 0 {
+		res.Servers[0].MetricsErrors = len(mErrs)
+		res.Servers[0].MetricsFirstError = mErrs[0].Error()
+	}
+	if n > 1 {
+		res.Remote = &Part{}
+		res.Remote.set(rRecv, scheduled*int64(rRecv), rDelivered, res.WindowS, &remote)
+	}
 }
 
 // closedByServer drains a member that stopped reading and reports whether the

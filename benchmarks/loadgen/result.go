@@ -30,6 +30,43 @@ type Params struct {
 	HTTPConns      int     `json:"http_conns,omitempty"`
 	AcceptEncoding string  `json:"accept_encoding,omitempty"`
 	HTTPClient     string  `json:"http_client,omitempty"` // "std" only: the raw client is the default
+	// Servers: the -url servers the members are spread over (peered: always,
+	// 1 included; other scenarios only when more than one).
+	Servers int `json:"servers,omitempty"`
+}
+
+// Part is the receive side of one group of members: those on one server
+// (Result.Servers), or those on every server but the publisher's
+// (Result.Remote). Counts, latency and expected as in Result.
+type Part struct {
+	URL           string  `json:"url,omitempty"`
+	Receivers     int     `json:"receivers"` // healthy receiving members (the publisher excluded)
+	Expected      int64   `json:"expected"`
+	Delivered     int64   `json:"delivered"`
+	DeliveredPerS float64 `json:"delivered_per_s"`
+	DeliveryRatio float64 `json:"delivery_ratio"`
+	P50Ms         float64 `json:"p50_ms"`
+	P90Ms         float64 `json:"p90_ms"`
+	P99Ms         float64 `json:"p99_ms"`
+	P999Ms        float64 `json:"p999_ms"`
+	MaxMs         float64 `json:"max_ms"`
+	Samples       uint64  `json:"samples"`
+}
+
+// ServerPart is one -url server: its members' Part, its process's CPU over
+// the window (-1: unknown; with a -server-pid per server) and RSS, and
+// the -metrics read from its -admin-url at the window's start and end and
+// after the drain.
+type ServerPart struct {
+	Part
+	PID               int                `json:"pid,omitempty"`
+	CPUS              float64            `json:"cpu_s"`
+	RSSAfterBytes     int64              `json:"rss_after_bytes"`
+	MetricsStart      map[string]float64 `json:"metrics_start,omitempty"`
+	MetricsEnd        map[string]float64 `json:"metrics_end,omitempty"`
+	MetricsAfter      map[string]float64 `json:"metrics_after,omitempty"`
+	MetricsErrors     int                `json:"metrics_errors,omitempty"`
+	MetricsFirstError string             `json:"metrics_first_error,omitempty"`
 }
 
 // Result is one run, one JSON line. Latencies are milliseconds; counts cover
@@ -56,12 +93,16 @@ type Result struct {
 	MaxMs         float64 `json:"max_ms"`
 	Samples       uint64  `json:"samples"` // values in the latency histogram
 
-	ClientCPUS             float64 `json:"client_cpu_s"`
-	ServerCPUS             float64 `json:"server_cpu_s"` // -1: no -server-pid
-	ServerCPUUsPerDelivery float64 `json:"server_cpu_us_per_delivery"`
-	ClientBound            bool    `json:"client_bound"`
-	ServerRSSBeforeBytes   int64   `json:"server_rss_before_bytes"`
-	ServerRSSAfterBytes    int64   `json:"server_rss_after_bytes"`
+	ClientCPUS float64 `json:"client_cpu_s"`
+	// CPUBusyS: each CPU's busy seconds over the window (/proc/stat; pub/sub
+	// scenarios). benchmarks/run pins the server(s) to CPU 0 and loadgen to
+	// CPU 1, so busy minus their CPU is what else ran on their cores.
+	CPUBusyS               []float64 `json:"cpu_busy_s,omitempty"`
+	ServerCPUS             float64   `json:"server_cpu_s"` // -1: no -server-pid
+	ServerCPUUsPerDelivery float64   `json:"server_cpu_us_per_delivery"`
+	ClientBound            bool      `json:"client_bound"`
+	ServerRSSBeforeBytes   int64     `json:"server_rss_before_bytes"`
+	ServerRSSAfterBytes    int64     `json:"server_rss_after_bytes"`
 
 	// Anomalies the server should never produce.
 	OutOfOrder   int64          `json:"out_of_order"` // a sequence number at or below one already seen (duplicate or reorder)
@@ -70,6 +111,14 @@ type Result struct {
 	CloseCodes   map[string]int `json:"close_codes,omitempty"`
 	Errors       int            `json:"errors"`
 	FirstError   string         `json:"first_error,omitempty"`
+
+	// Several servers (-url list), or -admin-url: each server's members,
+	// CPU and metrics; Remote merges the members of every server but the
+	// publisher's (server 0), whose latency includes the hop between
+	// servers. PeerWaitS is how long -peer-sessions waited after the joins.
+	Servers   []ServerPart `json:"servers,omitempty"`
+	Remote    *Part        `json:"remote,omitempty"`
+	PeerWaitS float64      `json:"peer_wait_s,omitempty"`
 
 	// Scenario-specific.
 	SlowClosed         *int    `json:"slow_closed,omitempty"` // slow members the server had closed by the end
@@ -155,7 +204,10 @@ func newResult(o *Options) *Result {
 			TLS:       o.target.tls,
 		},
 		ServerCPUS:           -1,
-		ServerRSSBeforeBytes: procRSS(o.ServerPID),
+		ServerRSSBeforeBytes: serverRSS(o),
+	}
+	if len(o.targets) > 1 || o.Scenario == ScenarioPeered {
+		r.Params.Servers = len(o.targets)
 	}
 	switch o.Scenario {
 	case ScenarioIdle:
@@ -198,6 +250,41 @@ func (r *Result) setHTTP(t *httpTally) {
 	}
 }
 
+// serverRSS is the RSS of the server, or the sum over several (-1 when one
+// is not known).
+func serverRSS(o *Options) int64 {
+	if len(o.ServerPIDs) <= 1 {
+		return procRSS(o.ServerPID)
+	}
+	var sum int64
+	for _, pid := range o.ServerPIDs {
+		v := procRSS(pid)
+		if v < 0 {
+			return -1
+		}
+		sum += v
+	}
+	return sum
+}
+
+// set fills a Part's counts and percentiles (h in microseconds).
+func (p *Part) set(receivers int, expected, delivered int64, window float64, h *histogram) {
+	ms := func(us uint64) float64 { return float64(us) / 1000 }
+	p.Receivers, p.Expected, p.Delivered = receivers, expected, delivered
+	if window > 0 {
+		p.DeliveredPerS = float64(delivered) / window
+	}
+	if expected > 0 {
+		p.DeliveryRatio = float64(delivered) / float64(expected)
+	}
+	p.Samples = h.total
+	p.P50Ms = ms(h.quantile(0.50))
+	p.P90Ms = ms(h.quantile(0.90))
+	p.P99Ms = ms(h.quantile(0.99))
+	p.P999Ms = ms(h.quantile(0.999))
+	p.MaxMs = ms(h.max)
+}
+
 // setLatency fills the percentiles from h (microseconds).
 func (r *Result) setLatency(h *histogram) {
 	ms := func(us uint64) float64 { return float64(us) / 1000 }
@@ -233,7 +320,7 @@ func (r *Result) finish(o *Options) {
 		r.ServerCPUUsPerDelivery = r.ServerCPUS * 1e6 / float64(r.Delivered)
 	}
 	if !r.rssTaken {
-		r.ServerRSSAfterBytes = procRSS(o.ServerPID)
+		r.ServerRSSAfterBytes = serverRSS(o)
 		r.rssTaken = true
 	}
 }
@@ -294,6 +381,24 @@ func (r *Result) summary() string {
 	default:
 		fmt.Fprintf(&sb, " %.0f delivered/s, %d/%d (%.4f); p50 %.2f p90 %.2f p99 %.2f p99.9 %.2f max %.2f ms",
 			r.DeliveredPerS, r.Delivered, r.Expected, r.DeliveryRatio, r.P50Ms, r.P90Ms, r.P99Ms, r.P999Ms, r.MaxMs)
+		if r.Remote != nil && len(r.Servers) > 0 {
+			l := r.Servers[0]
+			fmt.Fprintf(&sb, "; publisher's server %d/%d p50 %.2f p99 %.2f ms, other servers %d/%d p50 %.2f p99 %.2f ms",
+				l.Delivered, l.Expected, l.P50Ms, l.P99Ms, r.Remote.Delivered, r.Remote.Expected, r.Remote.P50Ms, r.Remote.P99Ms)
+		}
+		if r.PeerWaitS > 0 {
+			fmt.Fprintf(&sb, " (peer sessions up after %.2fs)", r.PeerWaitS)
+		}
+		for i, sp := range r.Servers {
+			if sp.MetricsAfter == nil {
+				continue
+			}
+			if w, ok := sp.MetricsAfter["mles_history_store_written_total"]; ok {
+				fmt.Fprintf(&sb, "; server %d store written %.0f (window %.0f/s) dropped %.0f queued %.0f", i, w,
+					(sp.MetricsEnd["mles_history_store_written_total"]-sp.MetricsStart["mles_history_store_written_total"])/r.WindowS,
+					sp.MetricsAfter["mles_history_store_dropped_total"], sp.MetricsAfter["mles_history_store_queued"])
+			}
+		}
 	}
 	fmt.Fprintf(&sb, "; cpu client %.2fs", r.ClientCPUS)
 	if r.ServerCPUS >= 0 {

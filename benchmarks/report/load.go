@@ -170,7 +170,7 @@ func derive(raw map[string]any) {
 				delete(raw, f)
 			}
 		}
-	case "fanout", "bigchannel", "chat", "slow", "httpburst":
+	case "fanout", "bigchannel", "chat", "slow", "httpburst", "persist", "persistpub", "peered":
 		if d, _ := raw["delivered"].(float64); d == 0 {
 			delete(raw, "server_cpu_us_per_delivery")
 		}
@@ -179,5 +179,36 @@ func derive(raw map[string]any) {
 				delete(raw, f)
 			}
 		}
+	}
+	deriveOtherLoad(raw)
+	switch raw["scenario"] {
+	case "persist", "persistpub":
+		derivePersist(raw)
+	case "peered":
+		derivePeered(raw)
+	}
+}
+
+// deriveOtherLoad turns loadgen's per-CPU busy time over the window into
+// what else ran on the server's core (CPU 0: busy minus the server's CPU)
+// and on the generator's (CPU 1: busy minus loadgen's and its burst
+// process's), as fractions of a core; benchmarks/run pins them so. Kernel
+// work for loopback that no process is charged with (softirq) is in it
+// too, so it is not 0 on a quiet machine; a large value says another
+// process took the core and the run's latency is not the server's alone.
+func deriveOtherLoad(raw map[string]any) {
+	busy, _ := raw["cpu_busy_s"].([]any)
+	w, _ := raw["window_s"].(float64)
+	if len(busy) < 2 || w <= 0 {
+		return
+	}
+	b0, ok0 := busy[0].(float64)
+	b1, ok1 := busy[1].(float64)
+	if sv, ok := raw["server_cpu_s"].(float64); ok && ok0 && sv >= 0 {
+		raw["cpu0_other"] = max(0, b0-sv) / w
+	}
+	if c, ok := raw["client_cpu_s"].(float64); ok && ok1 {
+		h, _ := raw["http_client_cpu_s"].(float64)
+		raw["cpu1_other"] = max(0, b1-c-h) / w
 	}
 }

@@ -54,7 +54,7 @@ var textColumns = map[string][]textColumn{
 }
 
 // scenarioOrder is the order of sections; unknown scenarios follow.
-var scenarioOrder = []string{"fanout", "static", "httpburst", "bigchannel", "slow", "chat", "idle", "connect", "storm", "history"}
+var scenarioOrder = []string{"fanout", "persist", "persistpub", "peered", "static", "httpburst", "bigchannel", "slow", "chat", "idle", "connect", "storm", "history"}
 
 var scenarioTitle = map[string]string{
 	"fanout":     "Fan-out: 1 channel, 1 publisher",
@@ -67,6 +67,8 @@ var scenarioTitle = map[string]string{
 	"storm":      "Reconnect storm after a restart: TLS clients reconnect at once, with and without session tickets the restarted server can read",
 	"static":     "Static file: closed-loop keep-alive GETs of one small cached page, compressed",
 	"httpburst":  "HTTP burst beside fan-out: WebSocket members' latency without and with HTTP requests on the same port",
+	"persist":    "Persistent history beside the fan-out: ours with the history in memory, on disk (`--history-dir`, sync 1 s) and on disk fsyncing every batch",
+	"peered":     "Peered servers: the fan-out of 1000 split over 1..N of ours in a full mesh on loopback, the publisher on server 0",
 }
 
 var pubsubColumns = []column{
@@ -199,6 +201,20 @@ func writeMarkdown(sb *strings.Builder, groups []*group, files []string) {
 		}
 		if sc == "storm" {
 			writeStorm(sb, gs)
+			continue
+		}
+		if sc == "persist" {
+			writePersist(sb, gs, byScenario["persistpub"])
+			continue
+		}
+		if sc == "persistpub" {
+			if len(byScenario["persist"]) == 0 {
+				writePersist(sb, nil, gs)
+			}
+			continue
+		}
+		if sc == "peered" {
+			writePeered(sb, gs)
 			continue
 		}
 		cols := columns[sc]

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// DefaultMetrics are the metrics -admin-url records by default: the history
+// store's writer (persist, persistpub), the peer sessions and their traffic
+// (peered), and the server's own message counts to hold them against.
+const DefaultMetrics = "mles_messages_in_total,mles_deliveries_total," +
+	"mles_history_store_written_total,mles_history_store_dropped_total,mles_history_store_queued,mles_history_store_behind,mles_history_store_disk_bytes," +
+	"mles_peer_sessions,mles_peer_messages_in_total,mles_peer_messages_out_total,mles_peer_duplicates_total"
+
+// metricPeerSessions is the gauge -peer-sessions waits for.
+const metricPeerSessions = "mles_peer_sessions"
+
+// parseMetrics reads Prometheus text exposition (version 0.0.4) and returns
+// the value of each of names that occurs; the samples of one name (its
+// label sets) are summed. Comments, other metrics and lines it cannot read
+// are skipped.
+func parseMetrics(body []byte, names []string) map[string]float64 {
+	out := map[string]float64{}
+	for line := range bytes.SplitSeq(body, []byte("\n")) {
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		end := bytes.IndexAny(line, "{ \t")
+		if end <= 0 {
+			continue
+		}
+		name := line[:end]
+		rest := line[end:]
+		if rest[0] == '{' {
+			le := labelsEnd(rest)
+			if le < 0 {
+				continue
+			}
+			rest = rest[le+1:]
+		}
+		fields := bytes.Fields(rest)
+		if len(fields) == 0 {
+			continue
+		}
+		for _, n := range names {
+			if string(name) != n {
+				continue
+			}
+			v, err := strconv.ParseFloat(string(fields[0]), 64)
+			if err != nil {
+				break
+			}
+			out[n] += v
+			break
+		}
+	}
+	return out
+}
+
+// labelsEnd returns the index of the '}' that closes the label set at
+// b[0] == '{', skipping quoted values (with backslash escapes), or -1.
+func labelsEnd(b []byte) int {
+	quoted := false
+	for i := 1; i < len(b); i++ {
+		switch c := b[i]; {
+		case quoted && c == '\\':
+			i++
+		case c == '"':
+			quoted = !quoted
+		case !quoted && c == '}':
+			return i
+		}
+	}
+	return -1
+}
+
+// adminClient reads the servers' /metrics; not on any hot path.
+var adminClient = &http.Client{Timeout: 5 * time.Second}
+
+// scrape reads one server's metrics.
+func scrape(ctx context.Context, url string, names []string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := adminClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: status %d", url, resp.StatusCode)
+	}
+	return parseMetrics(body, names), nil
+}
+
+// scrapeAll reads every server's metrics at once; a server that could not
+// be read has a nil map, and the first error is returned.
+func scrapeAll(ctx context.Context, urls, names []string) ([]map[string]float64, error) {
+	out := make([]map[string]float64, len(urls))
+	errs := make([]error, len(urls))
+	var wg sync.WaitGroup
+	for i, u := range urls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i], errs[i] = scrape(ctx, u, names)
+		}()
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
+// awaitPeerSessions polls every server until each reports at least want
+// peer sessions, for at most limit; it returns how long that took.
+func awaitPeerSessions(ctx context.Context, urls []string, want int, limit time.Duration) (time.Duration, error) {
+	start := time.Now()
+	names := []string{metricPeerSessions}
+	for {
+		ms, err := scrapeAll(ctx, urls, names)
+		if err == nil && peerSessionsUp(ms, want) {
+			return time.Since(start), nil
+		}
+		if time.Since(start) > limit || ctx.Err() != nil {
+			if err == nil {
+				err = fmt.Errorf("%s per server %v, want at least %d", metricPeerSessions, sessionCounts(ms), want)
+			}
+			return time.Since(start), fmt.Errorf("peer sessions not up within %v: %w", limit, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// peerSessionsUp reports whether every scrape shows at least want sessions.
+func peerSessionsUp(ms []map[string]float64, want int) bool {
+	for _, m := range ms {
+		if m == nil || m[metricPeerSessions] < float64(want) {
+			return false
+		}
+	}
+	return true
+}
+
+func sessionCounts(ms []map[string]float64) []float64 {
+	out := make([]float64, len(ms))
+	for i, m := range ms {
+		out[i] = -1
+		if v, ok := m[metricPeerSessions]; ok {
+			out[i] = v
+		}
+	}
+	return out
+}
