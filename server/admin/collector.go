@@ -50,6 +50,7 @@ type collector struct {
 	historyMessages, historyBytes, reactorConns, draining, snapshot metric
 	peerSessions, peerIn, peerOut, peerDuplicates                   metric
 	storeQueued, storeWritten, storeDropped, storeBehind, storeDisk metric
+	storeLost                                                       metric
 }
 
 var _ prometheus.Collector = (*collector)(nil)
@@ -117,6 +118,8 @@ func newCollector(src Source, version string, reactors int) *collector {
 			"1 while the store's writer is behind (its queue was full), else 0.", gauge),
 		storeDisk: newMetric("history_store_disk_bytes",
 			"Bytes the history store takes on disk.", gauge),
+		storeLost: newMetric("history_store_lost",
+			"History records known to be on disk before the start that the store could not load (a damaged log).", gauge),
 		snapshot: newMetric("scrape_snapshot_seconds",
 			"How long the scrape took to collect the snapshot from the event loops.", gauge),
 	}
@@ -128,7 +131,7 @@ func (c *collector) all() []metric {
 		c.channels, c.members, c.messagesIn, c.messagesInBytes, c.deliveries, c.deliveriesBytes,
 		c.slow, c.closes, c.closeCodes, c.dropped, c.historyMessages, c.historyBytes,
 		c.reactorConns, c.draining, c.snapshot, c.peerSessions, c.peerIn, c.peerOut, c.peerDuplicates,
-		c.storeQueued, c.storeWritten, c.storeDropped, c.storeBehind, c.storeDisk}
+		c.storeQueued, c.storeWritten, c.storeDropped, c.storeBehind, c.storeDisk, c.storeLost}
 }
 
 // Describe sends every descriptor: the registry then checks names and
@@ -189,6 +192,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		emit(c.storeDropped, float64(st.Dropped))
 		emit(c.storeBehind, boolFloat(st.Behind))
 		emit(c.storeDisk, float64(st.DiskBytes))
+		emit(c.storeLost, float64(st.Lost))
 	}
 	emit(c.snapshot, took.Seconds())
 }

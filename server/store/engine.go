@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -38,46 +39,85 @@ func (ev *engineEvents) file() string {
 	return ev.corruptFile
 }
 
-// engineLogger routes Pebble's log lines to the store's slog.Logger. Pebble's own lines name
-// files and levels, never payloads. Fatalf panics rather than exiting: Open and LoadAll
-// recover it into a CorruptError, the writer into a failed store.
+// engineLogger routes Pebble's log lines to the store's slog.Logger, whose lines never show
+// channel names (Options.Logger). Pebble's info lines name files, levels and counts, but its
+// error and fatal lines often carry an error as Pebble formatted it, and those can quote keys:
+// a compaction or a table check failing on a key ("background error: ..." with the key), a
+// corruption found at a key, an invariant about key order. Our keys start with the channel
+// name in clear (record.go), and Pebble's redaction markers do not remove it. So the details of
+// those lines go to Debug, where an operator asks for them, and Error gets a fixed line.
+// Fatalf panics rather than exiting: Open and LoadAll recover it into a CorruptError, the
+// writer into a failed store; panicText keeps its message out of those too.
 type engineLogger struct{ log *slog.Logger }
 
+// engineErrorLine is the Error line for any of Pebble's error or fatal lines.
+const engineErrorLine = "store: pebble error (details at debug level)"
+
 func (l engineLogger) Infof(format string, args ...any) {
-	if l.log.Enabled(context.Background(), slog.LevelDebug) {
-		l.log.Debug("store: pebble: " + fmt.Sprintf(format, args...))
-	}
+	l.debug("store: pebble: ", format, args)
 }
 
 func (l engineLogger) Errorf(format string, args ...any) {
-	l.log.Error("store: pebble: " + fmt.Sprintf(format, args...))
+	l.log.Error(engineErrorLine)
+	l.debug("store: pebble: ", format, args)
 }
 
 func (l engineLogger) Fatalf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	l.log.Error("store: pebble: fatal: " + msg)
-	panic(engineFatal(msg))
+	l.log.Error(engineErrorLine, "fatal", true)
+	l.debug("store: pebble: fatal: ", format, args)
+	panic(engineFatal{})
 }
 
-// engineFatal is a panic raised by engineLogger.Fatalf.
-type engineFatal string
+func (l engineLogger) debug(prefix, format string, args []any) {
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		l.log.Debug(prefix + fmt.Sprintf(format, args...))
+	}
+}
 
-// openEngine opens (or creates) the Pebble database in dir. A panic inside Pebble becomes a
-// CorruptError.
-func openEngine(dir string, log *slog.Logger, ev *engineEvents) (db *pebble.DB, err error) {
+// engineFatal is the panic raised by engineLogger.Fatalf; its message went to Debug.
+type engineFatal struct{}
+
+// panicText is what errors say of a panic inside Pebble: its value, unless it came from
+// Fatalf, whose message may quote a key.
+func panicText(p any) any {
+	if _, ok := p.(engineFatal); ok {
+		return "a fatal error (details at debug level)"
+	}
+	return p
+}
+
+// openEngine opens (or creates) the Pebble database in dir on a syncFS, whose goroutine runs
+// until closeEngine.
+func openEngine(dir string, log *slog.Logger, ev *engineEvents) (*pebble.DB, *syncFS, error) {
+	sfs := newSyncFS(dir, log)
+	db, err := openPebble(dir, log, ev, sfs)
+	if err != nil {
+		sfs.shutdown()
+		return nil, nil, err
+	}
+	return db, sfs, nil
+}
+
+// openPebble opens the database on sfs. A panic inside Pebble becomes a CorruptError.
+func openPebble(dir string, log *slog.Logger, ev *engineEvents, sfs *syncFS) (db *pebble.DB, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			db, err = nil, &CorruptError{Dir: dir, File: ev.file(), Err: fmt.Errorf("the engine failed opening it: %v", p)}
+			db, err = nil, &CorruptError{Dir: dir, File: ev.file(), Err: fmt.Errorf("the engine failed opening it: %v", panicText(p))}
 		}
 	}()
 	opts := &pebble.Options{
+		// The format stays Pebble's default for a new directory, below FormatWALSyncChunks,
+		// which syncFS rules out (syncfs.go).
+		FS:     sfs,
 		Logger: engineLogger{log},
 		EventListener: &pebble.EventListener{
 			// Pebble's default is to exit the process; a damaged table instead fails the
 			// reads that reach it, and Open and LoadAll report those.
 			DataCorruption: func(info pebble.DataCorruptionInfo) {
 				ev.setCorrupt(info.Path)
-				log.Error("store: damaged history file", "file", info.Path, "err", info.Details)
+				// The details may quote a key, as Pebble's error lines (engineLogger).
+				log.Error("store: damaged history file (details at debug level)", "file", info.Path)
+				log.Debug("store: damaged history file", "file", info.Path, "err", info.Details)
 			},
 		},
 	}
@@ -145,7 +185,7 @@ type scanFunc func(key, channel []byte, order, arrival uint64, r *Record, bad bo
 func scan(db *pebble.DB, dir string, ev *engineEvents, fn scanFunc) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = &CorruptError{Dir: dir, File: ev.file(), Err: fmt.Errorf("the engine failed reading it: %v", p)}
+			err = &CorruptError{Dir: dir, File: ev.file(), Err: fmt.Errorf("the engine failed reading it: %v", panicText(p))}
 		}
 	}()
 	it, err := db.NewIter(nil)
@@ -155,6 +195,9 @@ func scan(db *pebble.DB, dir string, ev *engineEvents, fn scanFunc) (err error) 
 	var r Record
 	for ok := it.First(); ok; ok = it.Next() {
 		k := it.Key()
+		if bytes.Equal(k, metaKey) {
+			continue // rebuild reads it
+		}
 		v, err := it.ValueAndErr()
 		if err != nil {
 			it.Close()

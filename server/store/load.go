@@ -2,15 +2,18 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
 
 // rebuild reads every stored record once at Open: it rebuilds the per-channel index, finds
-// the next arrival counter, and deletes in one synced batch the records that do not decode
-// (counted in Stats.Skipped, with a warning) and those past the current caps (the limits may
-// have been lowered since the last run). Called before the writer starts.
+// the next arrival counter (metaKey, or past the highest stored), and deletes in one synced
+// batch the records that do not decode (counted in Stats.Skipped, with a warning) and those
+// past the current caps (the limits may have been lowered since the last run). Called before
+// the writer starts.
 func (s *Store) rebuild() error {
 	start := time.Now()
 	b := s.db.NewBatch()
@@ -39,6 +42,11 @@ func (s *Store) rebuild() error {
 	if err != nil {
 		return err
 	}
+	next, err := readMeta(s.db)
+	if err != nil {
+		return engineError(s.o.Dir, &s.ev, err)
+	}
+	s.arrival = max(s.arrival, next)
 	trimmed := 0
 	var dels []entry
 	var key []byte
@@ -54,6 +62,9 @@ func (s *Store) rebuild() error {
 		if err := s.db.Apply(b, pebble.Sync); err != nil {
 			return engineError(s.o.Dir, &s.ev, err)
 		}
+		if err := s.fs.syncNow(); err != nil {
+			return engineError(s.o.Dir, &s.ev, err)
+		}
 	}
 	if skipped > 0 {
 		s.skipped.Store(skipped)
@@ -64,6 +75,23 @@ func (s *Store) rebuild() error {
 	s.log.Info("store: history opened", "channels", len(s.index), "records", records-trimmed,
 		"trimmed", trimmed, "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// readMeta returns the arrival counter stored at metaKey, 0 when there is none (or it is not
+// 8 bytes: the records then tell).
+func readMeta(db *pebble.DB) (uint64, error) {
+	v, closer, err := db.Get(metaKey)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, nil
+	}
+	return binary.BigEndian.Uint64(v), nil
 }
 
 // LoadAll calls fn once per stored channel with its records in (Order, Append) order, oldest

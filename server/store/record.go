@@ -40,6 +40,14 @@ type Record struct {
 // store and increasing across restarts), which keeps ties of Order in Append order.
 const keySuffix = 16 // Order and arrival
 
+// metaKey holds the next arrival counter (8 bytes, big-endian), set by every batch that
+// appends: Open learns from it where the replay of the log ended even when the newest records
+// were dropped since (durable.go). It lies outside every channel's range: it starts with the
+// length 0 in two bytes ("\x80\x00"), and a channel's prefix holds its length in as few bytes
+// as it takes, so no prefix starts it, no Drop's range delete covers it, and parseKey rejects
+// it.
+var metaKey = []byte("\x80\x00mles-arrival")
+
 // appendPrefix appends the key prefix of channel: all its keys start with it.
 func appendPrefix(dst []byte, channel string) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(channel)))

@@ -43,13 +43,13 @@ type Options struct {
 	// MaxBytes caps the payload bytes of a channel's data and joins together, dropping
 	// the oldest of either first. 0 means unlimited.
 	MaxBytes int64
-	// Sync says when the writer fsyncs. The zero value means DefaultSync.
+	// Sync says when the log is fsynced. The zero value means DefaultSync.
 	Sync SyncPolicy
 	// Queue is the most records (and Drops) waiting for the writer; Append drops past it.
 	// Default DefaultQueue. A queued op takes about 90 bytes plus its payload.
 	Queue int
-	// Logger receives the store's log lines, which never show channel names or payloads.
-	// Default: none.
+	// Logger receives the store's log lines, which never show channel names or payloads
+	// above Debug (Pebble's details, at Debug, may quote keys). Default: none.
 	Logger *slog.Logger
 	// LockWait is how long Open waits while another Store holds Dir. Default
 	// DefaultLockWait.
@@ -98,6 +98,7 @@ type Store struct {
 	o     Options
 	log   *slog.Logger
 	db    *pebble.DB
+	fs    *syncFS // the engine's file system: its log fsyncs
 	lock  *os.File
 	ev    engineEvents
 	queue chan op
@@ -108,7 +109,7 @@ type Store struct {
 	closeErr  error
 
 	appended, written, dropped atomic.Uint64
-	batches, syncs, skipped    atomic.Uint64
+	batches, skipped, lost     atomic.Uint64
 	behind                     atomic.Bool
 	channels                   atomic.Int64
 	diskBytes                  atomic.Int64
@@ -173,12 +174,15 @@ func Open(o Options) (*Store, error) {
 		done:  make(chan struct{}),
 		index: make(map[string]*channelIndex),
 	}
-	s.db, err = openEngine(o.Dir, s.log, &s.ev)
+	s.db, s.fs, err = openEngine(o.Dir, s.log, &s.ev)
 	if err == nil {
 		err = s.rebuild()
 		if err != nil {
 			s.closeEngine()
 		}
+	}
+	if err == nil {
+		s.checkDurable()
 	}
 	if err != nil {
 		if lock != nil {
@@ -284,16 +288,20 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
-// closeEngine closes Pebble, unless the writer failed inside it: Pebble may then hold its
-// own locks, and closing could hang.
+// closeEngine closes Pebble, unless the writer failed inside it (Pebble may then hold its own
+// locks, and closing could hang), then stops the fsync goroutine once it has done what Pebble
+// asked for while closing.
 func (s *Store) closeEngine() error {
-	if s.state.Load()&stateFailed != 0 {
-		return nil
+	var err error
+	if s.state.Load()&stateFailed == 0 {
+		if err = s.db.Close(); err != nil {
+			err = fmt.Errorf("store: close: %w", err)
+		}
 	}
-	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("store: close: %w", err)
+	if ferr := s.fs.shutdown(); ferr != nil && err == nil && s.state.Load()&stateFailed == 0 {
+		err = fmt.Errorf("store: close: %w", ferr)
 	}
-	return nil
+	return err
 }
 
 // Stats is a snapshot of the store's counters.
@@ -303,17 +311,22 @@ type Stats struct {
 	// Appended counts records queued by Append; Written those the writer wrote; Dropped
 	// those Append could not queue.
 	Appended, Written, Dropped uint64
-	// Batches counts the writer's batches; Syncs its fsyncs.
+	// Batches counts the writer's batches; Syncs the fsyncs of the engine's log.
 	Batches, Syncs uint64
 	// Skipped counts stored records that did not decode and were removed at Open.
 	Skipped uint64
+	// Lost counts records that were known to be on disk before Open but that the engine no
+	// longer held: its log was damaged (durable.go). It counts appends, so records trimmed
+	// or dropped since may be among them. A kill -9 does not set it, nor a power loss on a
+	// disk that keeps what it fsynced.
+	Lost uint64
 	// Behind is true from a dropped record until the writer next empties the queue.
 	Behind bool
 	// Channels is how many channels have stored history.
 	Channels int
 	// DiskBytes is the size of the history on disk, refreshed at most every second.
 	DiskBytes int64
-	// LastBatch is how long the last batch took to write (and fsync, with SyncAlways).
+	// LastBatch is how long the last batch took to write to the OS (fsyncs run beside it).
 	LastBatch time.Duration
 }
 
@@ -325,8 +338,9 @@ func (s *Store) Stats() Stats {
 		Written:   s.written.Load(),
 		Dropped:   s.dropped.Load(),
 		Batches:   s.batches.Load(),
-		Syncs:     s.syncs.Load(),
+		Syncs:     s.fs.syncs.Load(),
 		Skipped:   s.skipped.Load(),
+		Lost:      s.lost.Load(),
 		Behind:    s.behind.Load(),
 		Channels:  int(s.channels.Load()),
 		DiskBytes: s.diskBytes.Load(),

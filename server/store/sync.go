@@ -7,11 +7,13 @@ import (
 
 // The modes of a SyncPolicy (--history-sync).
 const (
-	// SyncAlways fsyncs every batch before the writer takes the next one (group commit): a
-	// power loss loses nothing that was written.
+	// SyncAlways asks for an fsync after every batch. The fsyncs run one after another
+	// beside the writer, each covering every batch written before it starts (group
+	// commit): a power loss loses what was written during the fsync in flight, and the
+	// queue.
 	SyncAlways = "always"
-	// SyncInterval writes each batch to the OS at once and fsyncs every Interval: a power
-	// loss loses up to Interval.
+	// SyncInterval fsyncs every Interval (when something was written): a power loss loses
+	// up to Interval.
 	SyncInterval = "interval"
 	// SyncNone never fsyncs (but Flush and Close do): the OS writes back when it likes.
 	SyncNone = "none"
@@ -20,9 +22,10 @@ const (
 // DefaultSync is the --history-sync default: write at once, fsync every second.
 const DefaultSync = "1s"
 
-// SyncPolicy says when the writer fsyncs. Make one with ParseSync; the zero value means
+// SyncPolicy says when the log is fsynced. Make one with ParseSync; the zero value means
 // DefaultSync. A process killed (kill -9) loses only what was still queued whatever the
-// policy: every batch is written to the OS as soon as the writer takes it.
+// policy: every batch is written to the OS as soon as the writer takes it, and fsyncs never
+// hold the writer up (syncfs.go).
 type SyncPolicy struct {
 	// Mode is SyncAlways, SyncInterval or SyncNone.
 	Mode string
@@ -38,10 +41,10 @@ func (p SyncPolicy) String() string {
 	return p.Mode
 }
 
-// ParseSync parses --history-sync: "always" (fsync every batch before the next is taken:
-// group commit), a Go duration such as "1s" or "200ms" (each batch written to the OS at once,
-// fsync every interval; the default is DefaultSync), or "none" (never fsync; the OS writes
-// back). The error names the bad value.
+// ParseSync parses --history-sync: "always" (an fsync after every batch, back to back: group
+// commit), a Go duration such as "1s" or "200ms" (fsync every interval; the default is
+// DefaultSync), or "none" (never fsync; the OS writes back). Whatever the policy, each batch
+// is written to the OS at once. The error names the bad value.
 func ParseSync(s string) (SyncPolicy, error) {
 	switch s {
 	case SyncAlways, SyncNone:

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -9,9 +10,12 @@ import (
 
 // The writer is one goroutine (run) that owns the engine's writes. It blocks on the queue;
 // woken by an op, it takes everything queued up to the batch bounds, writes it as one engine
-// batch (one write to the log), trims each touched channel past the caps in the same batch,
-// and fsyncs per the policy. Under load the batches grow, so fsyncs stay one per batch (group
-// commit) however many records arrive meanwhile.
+// batch, trims each touched channel past the caps in the same batch, and asks for fsyncs per
+// the policy. A batch is committed with Sync, so it is in the OS, where a kill -9 cannot take
+// it, when the commit returns; the fsyncs run on the engine file system's goroutine
+// (syncfs.go) while the writer goes on writing. With SyncAlways the writer asks for an fsync
+// after every batch: one fsync covers every batch written before it starts (group commit), so
+// under load the fsyncs run back to back, each taking what was written during the one before.
 
 // writer is the state of the writer goroutine; nothing else touches it.
 type writer struct {
@@ -21,8 +25,9 @@ type writer struct {
 	key   []byte
 	val   []byte
 	dels  []entry
-	dirty bool        // written since the last fsync
-	timer *time.Timer // SyncInterval: armed by the first write after an fsync
+	meta  []byte
+	dirty bool        // written since the last fsync asked for
+	timer *time.Timer // SyncInterval: armed by the first write after an fsync request
 	disk  time.Time   // when diskBytes was last refreshed
 }
 
@@ -44,17 +49,20 @@ func (s *Store) run() {
 			w.apply(ops)
 			last := ops[len(ops)-1]
 			clear(ops) // let the payloads go
-			if last.kind == opFlush || last.kind == opClose {
-				last.done <- w.sync()
-				if last.kind == opClose {
-					return
-				}
+			switch last.kind {
+			case opFlush:
+				w.sync(last.done, false) // answered once the fsync is done
+			case opClose:
+				done := make(chan error, 1)
+				w.sync(done, true)
+				last.done <- <-done
+				return
 			}
 			if len(s.queue) == 0 {
 				s.behind.Store(false)
 			}
 		case <-tick:
-			w.sync()
+			w.sync(nil, false)
 		}
 	}
 }
@@ -98,7 +106,7 @@ func (w *writer) apply(ops []op) {
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			w.fail(fmt.Errorf("store: the engine failed writing: %v", p))
+			w.fail(fmt.Errorf("store: the engine failed writing: %v", panicText(p)))
 		}
 	}()
 	start := time.Now()
@@ -120,16 +128,18 @@ func (w *writer) apply(ops []op) {
 	if b.Empty() {
 		return
 	}
-	opt := pebble.NoSync
-	if s.o.Sync.Mode == SyncAlways {
-		opt = pebble.Sync
+	if n > 0 {
+		w.meta = binary.BigEndian.AppendUint64(w.meta[:0], s.arrival)
+		b.Set(metaKey, w.meta, nil)
 	}
-	if err := s.db.Apply(b, opt); err != nil {
+	// Sync makes Pebble write the batch to the OS now (else it waits in Pebble's memory
+	// until 32 KiB of the log fill); syncFS turns the fsync it asks for into a note.
+	if err := s.db.Apply(b, pebble.Sync); err != nil {
 		w.fail(fmt.Errorf("store: write: %w", err))
 		return
 	}
-	if opt == pebble.Sync {
-		s.syncs.Add(1)
+	if s.o.Sync.Mode == SyncAlways {
+		s.fs.fsync(syncWait{arrival: s.arrival}, true)
 	} else if !w.dirty {
 		w.dirty = true
 		if w.timer != nil {
@@ -168,31 +178,28 @@ func (w *writer) append(o *op) {
 	}
 }
 
-// sync makes what was written durable, if anything was since the last fsync.
-func (w *writer) sync() (err error) {
+// sync asks for an fsync of everything written so far, if anything was since the last
+// request, and has done (if not nil) answered once it and those before are done: nil, or why
+// the store failed. final (Close) has mles.durable written before the answer.
+func (w *writer) sync(done chan error, final bool) {
 	s := w.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.err != nil {
-		return s.err
-	}
-	if !w.dirty {
-		return nil
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			w.fail(fmt.Errorf("store: the engine failed syncing: %v", p))
-			err = s.err
+	if s.err == nil {
+		if err := s.fs.failed(); err != nil {
+			w.fail(err)
 		}
-	}()
-	// An empty log record written with Sync fsyncs the log, and so every write before it.
-	if err := s.db.LogData(nil, pebble.Sync); err != nil {
-		w.fail(fmt.Errorf("store: sync: %w", err))
-		return s.err
 	}
-	w.dirty = false
-	s.syncs.Add(1)
-	return nil
+	if s.err != nil {
+		if done != nil {
+			done <- s.err
+		}
+		return
+	}
+	if w.dirty || done != nil {
+		s.fs.fsync(syncWait{arrival: s.arrival, done: done, final: final}, w.dirty)
+		w.dirty = false
+	}
 }
 
 // fail records the writer's first failure: the store stops writing. Called with mu held.
