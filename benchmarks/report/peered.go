@@ -97,8 +97,8 @@ func writePeered(sb *strings.Builder, gs []*group) {
 	sb.WriteString("N of ours on loopback in a full mesh (each `--peer` to every other, `--server-id sK`, `--plain`, one reactor, `GOMAXPROCS=1`), " +
 		"**all N pinned to CPU 0** (this machine has 2 cores) and the generator to CPU 1: the servers share one core, and server CPU is their sum. " +
 		"Member i joins server i mod N, so the publisher (member 0) is on server 0 and the 999 receivers are split evenly. " +
-		"Before the schedule starts loadgen waits until every server reports its 2(N-1) peer sessions of the channel " +
-		"(`mles_peer_sessions`: each server dials each other one and accepts its dial); the warm-up follows. " +
+		"Before the schedule starts loadgen waits until every server reports its N-1 peer sessions of the channel " +
+		"(`mles_peer_sessions`: one per pair; where both dial, the larger --server-id closes its own); the warm-up follows. " +
 		"`server 0` columns: the members on the publisher's server; `others`: the members on every other server, one peer hop away; " +
 		"hop: the others' median minus server 0's. peer msgs/msg: `mles_peer_messages_out_total` over the window, all servers, per published message; " +
 		"duplicates/msg: `mles_peer_duplicates_total` (copies a server already had, dropped). Medians over the runs; * marks a configuration " +
