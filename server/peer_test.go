@@ -321,3 +321,31 @@ func expectNumbered(t *testing.T, c *rawClient, want map[string]int) {
 		next[from]++
 	}
 }
+
+// TestPeerUnlink: the session to a peer lives while the channel has local
+// members: the last one leaving closes it on both sides, and a new member
+// opens it again.
+func TestPeerUnlink(t *testing.T) {
+	ss := startPeered(t, modes[1], [][]int{{1}, {}}, nil)
+	sessions := func(want ...int64) {
+		t.Helper()
+		poll.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+			for i, ts := range ss {
+				if n := ts.Metrics(context.Background()).PeerSessions; n != want[i] {
+					return fmt.Errorf("server %d has %d peer sessions, want %d", i, n, want[i])
+				}
+			}
+			return nil
+		})
+	}
+	a := ss[0].join(t, "a", "unlink")
+	sessions(1, 1)
+	a.Close()
+	sessions(0, 0)
+	ss[0].waitConns(t, 0)
+	ss[1].waitConns(t, 0)
+	a2 := ss[0].join(t, "a2", "unlink")
+	b := ss[1].join(t, "b", "unlink")
+	sessions(1, 1)
+	exchange(t, []*rawClient{a2, b}, "again")
+}
