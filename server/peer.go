@@ -199,16 +199,20 @@ func (k *peerLink) stop() {
 	if t := k.timer.Load(); t != nil {
 		t.Stop()
 	}
+	k.closeSession(closePeerUnlinked)
+}
+
+// closeSession closes the link's session, if it has one, for reason r on
+// the session's own loop.
+func (k *peerLink) closeSession(r closeReason) {
 	c := k.c.Load()
 	if c == nil {
 		return
 	}
 	_ = c.l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		if !c.dead {
-			c.l.tick()
-			c.closeWith(closePeerUnlinked)
-			c.l.runPending()
-		}
+		c.l.tick()
+		c.closeWith(r) // nothing if it is closing or gone already
+		c.l.runPending()
 		return nil
 	}))
 }

@@ -8,12 +8,6 @@ package server
 // link learns its peer's server id from its first session; a later link
 // to the same peer starts covered if the other's session is already there.
 
-import (
-	"context"
-
-	"github.com/panjf2000/gnet/v2"
-)
-
 // learnPeerID records the server id behind a --peer target.
 func (s *Server) learnPeerID(t *peerTarget, id string) {
 	s.peerIDsMu.Lock()
@@ -93,19 +87,7 @@ func (c *conn) outboundSynced(ps *peerSess) {
 // cover closes the link's session, on its loop, and keeps it from
 // dialing until the peer's session goes.
 func (k *peerLink) cover() {
-	if !k.covered.CompareAndSwap(false, true) {
-		return
+	if k.covered.CompareAndSwap(false, true) {
+		k.closeSession(closePeerCovered)
 	}
-	c := k.c.Load()
-	if c == nil {
-		return
-	}
-	_ = c.l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		if !c.dead && c.state != stClosing {
-			c.l.tick()
-			c.closeWith(closePeerCovered)
-			c.l.runPending()
-		}
-		return nil
-	}))
 }

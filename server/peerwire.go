@@ -229,8 +229,7 @@ func (c *conn) peerDrain(ps *peerSess) {
 		return
 	}
 	c.pausedAt = 0
-	l, r := c.l, c.ch.ring
-	origin := c.ch.peering().origin
+	l, ch, r := c.l, c.ch, c.ch.ring
 	head := r.Head()
 	batch := l.batch[:0]
 	for c.cursor < head {
@@ -251,14 +250,11 @@ func (c *conn) peerDrain(ps *peerSess) {
 		if m.From == c.id {
 			continue
 		}
-		o, q := origin, seq+1
-		if m.ID != nil {
-			o, q = m.ID.Origin, m.ID.Seq
-		}
-		if ps.vec != nil && q <= ps.vec[o] {
+		id := ch.idOf(m, seq)
+		if ps.vec != nil && id.Seq <= ps.vec[id.Origin] {
 			continue
 		}
-		batch = c.appendPeerFrame(batch, ps, m.Frame, o, q)
+		batch = c.appendPeerFrame(batch, ps, m.Frame, id.Origin, id.Seq)
 		l.ctr.peerOut++
 		l.ctr.bytesOut += uint64(len(m.Frame))
 		if len(batch) >= c.writeMax(batchMax) {
@@ -285,7 +281,7 @@ func (c *conn) peerDrain(ps *peerSess) {
 // the peer: enveloped with its id, or its payload alone to a plain peer;
 // masked on a session we dialed.
 func (c *conn) appendPeerFrame(dst []byte, ps *peerSess, f []byte, origin, seq uint64) []byte {
-	op, payload := ws.OpCode(f[0]&0x0f), f[serverHeaderLen(f):]
+	op, payload := splitFrame(f)
 	wire := op
 	if !ps.plain {
 		b := append(ps.scratch[:0], peerMessage, byte(op))
@@ -299,6 +295,22 @@ func (c *conn) appendPeerFrame(dst []byte, ps *peerSess, f []byte, origin, seq u
 		return codec.AppendMaskedFrame(dst, wire, payload, maskKey())
 	}
 	return codec.AppendFrame(dst, wire, payload)
+}
+
+// idOf is the id of message m at ring sequence seq: its own (from a peer
+// or the store), or, for a local client's, the channel's origin and the
+// sequence, as the peers know it.
+func (ch *channel) idOf(m *ring.Message, seq uint64) ring.ID {
+	if m.ID != nil {
+		return *m.ID
+	}
+	return ring.ID{Origin: ch.peering().origin, Seq: seq + 1}
+}
+
+// splitFrame returns the opcode and payload of f, one final unmasked
+// frame (a ring message's, or one the server built to send).
+func splitFrame(f []byte) (ws.OpCode, []byte) {
+	return ws.OpCode(f[0] & 0x0f), f[serverHeaderLen(f):]
 }
 
 // serverHeaderLen is the header length of an unmasked frame.
@@ -320,8 +332,8 @@ func maskKey() (k [4]byte) {
 // maskFrame re-encodes the one unmasked frame p as a client frame, for a
 // session we dialed (its pings, pongs, close and header frames).
 func (c *conn) maskFrame(ps *peerSess, p []byte) []byte {
-	h := serverHeaderLen(p)
-	ps.scratch = codec.AppendMaskedFrame(ps.scratch[:0], ws.OpCode(p[0]&0x0f), p[h:], maskKey())
+	op, payload := splitFrame(p)
+	ps.scratch = codec.AppendMaskedFrame(ps.scratch[:0], op, payload, maskKey())
 	return ps.scratch
 }
 

@@ -86,24 +86,20 @@ func (s *Server) restore(name string, recs []store.Record) {
 	ch.lastActive.Store(time.Now().UnixNano())
 }
 
-// persist queues a message the channel accepted at ring sequence seq. A
-// local client's message gets its id here: the channel's origin and the
-// sequence, as the peers know it.
+// persist queues a message the channel accepted at ring sequence seq,
+// with its id (idOf).
 func (s *Server) persist(ch *channel, m *ring.Message, seq uint64) {
 	if s.store == nil {
 		return
 	}
-	id := ring.ID{Origin: ch.peering().origin, Seq: seq + 1}
-	if m.ID != nil {
-		id = *m.ID
-	}
-	f := m.Frame
+	id := ch.idOf(m, seq)
+	op, payload := splitFrame(m.Frame)
 	s.store.Append(ch.name, store.Record{
 		Order:   2*(ch.orderBase+seq) + 1,
 		Origin:  id.Origin,
 		Seq:     id.Seq,
-		Op:      f[0] & 0x0f,
-		Payload: f[serverHeaderLen(f):],
+		Op:      byte(op),
+		Payload: payload,
 	})
 }
 
@@ -112,11 +108,11 @@ func (s *Server) persistJoin(ch *channel, m *ring.Message, pos uint64) {
 	if s.store == nil {
 		return
 	}
-	f := m.Frame
+	op, payload := splitFrame(m.Frame)
 	s.store.Append(ch.name, store.Record{
 		Order:   2 * (ch.orderBase + pos),
-		Op:      f[0] & 0x0f,
+		Op:      byte(op),
 		Join:    true,
-		Payload: f[serverHeaderLen(f):],
+		Payload: payload,
 	})
 }
