@@ -1,8 +1,11 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -348,4 +351,45 @@ func TestPeerUnlink(t *testing.T) {
 	b := ss[1].join(t, "b", "unlink")
 	sessions(1, 1)
 	exchange(t, []*rawClient{a2, b}, "again")
+}
+
+// TestPeerHoldBounds: a peer that accepts the connection and never answers
+// holds joiners for peerSyncWait at most: then they join, and what one
+// sent while held (under the bound) reaches the others; one that sends
+// more than the bound (1 MiB) while held is closed with 1008.
+func TestPeerHoldBounds(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // a peer that says nothing
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(io.Discard, c) }()
+		}
+	}()
+	ts := startServer(t, modes[1], func(o *server.Options) {
+		o.Peers = []string{"ws://" + ln.Addr().String() + "/"}
+		o.MaxMessage = 64 << 10
+	})
+	start := time.Now()
+	a := ts.join(t, "a", "hold")
+	big := ts.join(t, "big", "hold")
+	a.mustSend(t, ws.OpText, []byte("sent while held"))
+	chunk := bytes.Repeat([]byte("x"), 60<<10)
+	for range 20 { // 1.2 MiB: past the bound
+		if err := big.send(ws.OpBinary, chunk); err != nil {
+			break
+		}
+	}
+	big.expectClose(t, ws.StatusPolicyViolation, 10*time.Second)
+	b := ts.join(t, "b", "hold")
+	b.recvUntil(t, ws.OpText, "sent while held")
+	if d := time.Since(start); d < 4*time.Second || d > 15*time.Second {
+		t.Fatalf("the held joins went on after %v, want about 5 s (the peer never answered)", d)
+	}
 }
