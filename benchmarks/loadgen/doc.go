@@ -33,8 +33,9 @@
 //     session tickets; -restart-cmd restarts the server (and prints the new
 //     PID, measured from then on); all reconnect at once (-dialers at a
 //     time) and join. Recorded: time until all joined, connects/s, failures,
-//     the share that resumed their TLS session, server CPU per reconnect,
-//     connect+join latency.
+//     the share that resumed their TLS session, server and generator CPU
+//     per reconnect (both phases), connect+join latency, and the server's
+//     certificate key (params.cert: "ECDSA P-256", "RSA 2048").
 //   - Several servers: -url takes a comma-separated list (pub/sub scenarios
 //     but chat); member i joins server i mod n, so the publisher (member 0)
 //     is on server 0. -scenario peered is the fan-out made for it: the
@@ -47,14 +48,18 @@
 //     reports N mles_peer_sessions. -scenario persist and persistpub are the
 //     fan-out under their own names (1000 members; 10 members at 5000
 //     msg/s), for our server with its history in memory and on disk.
+//     -scrape-every D also reads every -admin-url every D from the
+//     schedule's start to the window's end (as a Prometheus server would)
+//     and records the scrapes answered and failed; -scenario admin is the
+//     fan-out under its own name, for our server without and with --admin.
 //   - Every pub/sub run records each CPU's busy time over the window
 //     (/proc/stat), so that load from other processes on the pinned cores
 //     shows (cpu_busy_s).
 //
 // Usage:
 //
-//	loadgen -url ws://127.0.0.1:PORT/ -scenario fanout|bigchannel|chat|idle|connect|history|slow|httpburst|persist|persistpub \
-//	        [-mode mles|centrifugo|rawtls] [-label NAME] [-http-rate R -http-url http://...] [-admin-url http://.../metrics] [flags]
+//	loadgen -url ws://127.0.0.1:PORT/ -scenario fanout|bigchannel|chat|idle|connect|history|slow|httpburst|persist|persistpub|admin \
+//	        [-mode mles|centrifugo|rawtls] [-label NAME] [-http-rate R -http-url http://...] [-admin-url http://.../metrics [-scrape-every 1s]] [flags]
 //	loadgen -url ws://127.0.0.1:P0/,ws://127.0.0.1:P1/ -scenario peered -server-pid PID0,PID1 \
 //	        -admin-url http://127.0.0.1:A0/metrics,http://127.0.0.1:A1/metrics -peer-sessions 2 [flags]
 //	loadgen -url http://127.0.0.1:PORT/path -scenario static [-conns 32] [flags]

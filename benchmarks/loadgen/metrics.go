@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -162,4 +163,77 @@ func sessionCounts(ms []map[string]float64) []float64 {
 		}
 	}
 	return out
+}
+
+// scraper reads every -admin-url server's /metrics every -scrape-every
+// from the schedule's start to the window's end, as a Prometheus server
+// would, so that what a scrape costs the server is in the window's CPU
+// and latency. Its scrapes fall half an interval off the schedule's
+// start, so none coincides with the reads at the window's edges (with a
+// whole number of intervals in the warm-up and the window, as 3 s and
+// 10 s at 1 s). Not on any hot path: one goroutine, one request at a time.
+type scraper struct {
+	done chan struct{}
+
+	// Written by the scraper goroutine, read after done is closed.
+	ok, failed, inWindow int
+	first                error
+	ms                   []float64 // each answered scrape's time, request to body read
+}
+
+// startScraper starts the scrapes; wait ends them and returns the counts.
+func startScraper(ctx context.Context, o *Options, clk clock, t0, winStart, winEnd int64) *scraper {
+	s := &scraper{done: make(chan struct{})}
+	every := int64(o.ScrapeEvery)
+	go func() {
+		defer close(s.done)
+		for t := t0 + every/2; t < winEnd; t += every {
+			sleepUntil(ctx, clk, t)
+			if ctx.Err() != nil {
+				return
+			}
+			// A scrape slower than the interval does not make the next
+			// ones bunch up: the schedule goes on from now.
+			if now := clk.now(); now > t+every {
+				t = now
+			}
+			for _, u := range o.AdminURLs {
+				start := clk.now()
+				m, err := scrape(ctx, u, o.Metrics)
+				if err == nil && len(m) == 0 {
+					err = fmt.Errorf("%s: none of -metrics in the response", u)
+				}
+				if start >= winStart && start < winEnd {
+					s.inWindow++
+				}
+				if err != nil {
+					s.failed++
+					if s.first == nil {
+						s.first = err
+					}
+					continue
+				}
+				s.ok++
+				s.ms = append(s.ms, float64(clk.now()-start)/1e6)
+			}
+		}
+	}()
+	return s
+}
+
+// wait waits for the scrapes to end (the window's end, or ctx) and records
+// them in res.
+func (s *scraper) wait(res *Result, every time.Duration) {
+	<-s.done
+	res.ScrapeEveryS = every.Seconds()
+	res.Scrapes, res.ScrapesFailed, res.ScrapesInWindow = s.ok, s.failed, s.inWindow
+	if s.first != nil {
+		res.ScrapeFirstError = s.first.Error()
+	}
+	if len(s.ms) > 0 {
+		v := slices.Clone(s.ms)
+		slices.Sort(v)
+		res.ScrapeP50Ms = v[len(v)/2]
+		res.ScrapeMaxMs = v[len(v)-1]
+	}
 }

@@ -196,6 +196,7 @@ func TestValidateServers(t *testing.T) {
 		"sessions, no admin": func(o *Options) { o.PeerSessions = 2 },
 		"mixed schemes":      func(o *Options) { o.URL = "ws://127.0.0.1:1/,wss://127.0.0.1:2/" },
 		"idle over servers":  func(o *Options) { o.Scenario = ScenarioIdle; o.Conns = 10 },
+		"scrapes, no admin":  func(o *Options) { o.ScrapeEvery = time.Second },
 	} {
 		o := base()
 		mod(&o)
@@ -208,6 +209,14 @@ func TestValidateServers(t *testing.T) {
 	o.URL = "ws://127.0.0.1:1/"
 	if err := o.validate(map[string]bool{}); err != nil || o.Members != 10 || o.Rate != 5000 {
 		t.Errorf("persistpub defaults: %v members %d rate %v", err, o.Members, o.Rate)
+	}
+	o = base()
+	o.Scenario = ScenarioAdmin
+	o.URL = "ws://127.0.0.1:1/"
+	o.AdminURLs = []string{"http://127.0.0.1:2/metrics"}
+	o.ScrapeEvery = time.Second
+	if err := o.validate(map[string]bool{}); err != nil || o.Members != 1000 || o.Rate != 1000 || o.Slow != 0 {
+		t.Errorf("admin defaults: %v members %d rate %v slow %d", err, o.Members, o.Rate, o.Slow)
 	}
 }
 
@@ -229,5 +238,43 @@ func TestParseCPUBusy(t *testing.T) {
 	}
 	if b := cpuBusy(); len(b) == 0 {
 		t.Error("cpuBusy read nothing from /proc/stat")
+	}
+}
+
+// TestScraper: -scrape-every reads every server from the schedule's start
+// to the window's end, half an interval off the edges, and counts what
+// failed apart.
+func TestScraper(t *testing.T) {
+	var hits atomic.Int64
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		fmt.Fprintln(w, "mles_deliveries_total 5")
+	}))
+	defer ok.Close()
+	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no", http.StatusInternalServerError)
+	}))
+	defer broken.Close()
+
+	o := &Options{AdminURLs: []string{ok.URL, broken.URL}, Metrics: splitList(DefaultMetrics), ScrapeEvery: 100 * time.Millisecond}
+	clk := clock{base: time.Now()}
+	t0 := clk.now() + int64(20*time.Millisecond)
+	winStart := t0 + int64(300*time.Millisecond)
+	winEnd := winStart + int64(time.Second)
+	s := startScraper(context.Background(), o, clk, t0, winStart, winEnd)
+	res := &Result{}
+	s.wait(res, o.ScrapeEvery)
+	if clk.now() < winEnd-int64(100*time.Millisecond) {
+		t.Errorf("the scrapes ended %v before the window's end", time.Duration(winEnd-clk.now()))
+	}
+	// At t0+50ms, +150ms, ..., +1250ms: 13 rounds, 10 of them in the window.
+	if res.Scrapes != 13 || res.ScrapesFailed != 13 || res.ScrapesInWindow != 20 || hits.Load() != 13 {
+		t.Errorf("scrapes %d failed %d in window %d (hits %d); want 13, 13, 20", res.Scrapes, res.ScrapesFailed, res.ScrapesInWindow, hits.Load())
+	}
+	if res.ScrapeEveryS != 0.1 || res.ScrapeP50Ms <= 0 || res.ScrapeMaxMs < res.ScrapeP50Ms || !strings.Contains(res.ScrapeFirstError, "status 500") {
+		t.Errorf("every %v p50 %v max %v first error %q", res.ScrapeEveryS, res.ScrapeP50Ms, res.ScrapeMaxMs, res.ScrapeFirstError)
+	}
+	if !strings.Contains(res.summary(), "13 scraped (20 in the window), 13 failed") {
+		t.Errorf("summary: %s", res.summary())
 	}
 }

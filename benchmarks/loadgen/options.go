@@ -43,10 +43,14 @@ const (
 	// comma-separated list): member i joins server i mod n, the publisher
 	// (member 0) server 0; the record has each server's receivers apart.
 	ScenarioPeered = "peered"
+	// ScenarioAdmin is fanout under its own name, meant for our server
+	// without and with --admin, whose /metrics the generator reads every
+	// -scrape-every during the warm-up and the window.
+	ScenarioAdmin = "admin"
 )
 
 // scenarioNames is the list in messages.
-const scenarioNames = "fanout, bigchannel, chat, idle, connect, history, slow, static, httpburst, storm, persist, persistpub or peered"
+const scenarioNames = "fanout, bigchannel, chat, idle, connect, history, slow, static, httpburst, storm, persist, persistpub, peered or admin"
 
 // Readers, as given to -reader.
 const (
@@ -85,6 +89,10 @@ type Options struct {
 	// AdminURLs server reports at least this many mles_peer_sessions.
 	PeerSessions int
 	PeerWait     time.Duration // how long to wait for them at most
+	// ScrapeEvery: GET every AdminURLs server's /metrics this often from
+	// the schedule's start to the window's end, as a Prometheus server
+	// would (0: only at the window's edges).
+	ScrapeEvery time.Duration
 
 	// Reader is how members read: "goroutine" (default, one per connection) or "epoll" (one goroutine, one
 	// read per ready socket; plain ws:// only, TLS always uses goroutines).
@@ -158,6 +166,7 @@ func (o *Options) register(fs *flag.FlagSet) {
 	})
 	fs.IntVar(&o.PeerSessions, "peer-sessions", 0, "before the schedule, wait until every -admin-url server reports at least this many mles_peer_sessions (0: no wait)")
 	fs.DurationVar(&o.PeerWait, "peer-wait", 30*time.Second, "how long -peer-sessions waits at most (then the run fails)")
+	fs.DurationVar(&o.ScrapeEvery, "scrape-every", 0, "pub/sub: also GET every -admin-url this often during the warm-up and the window, half an interval off the window's edges (0: only at the edges); scrapes done and failed are recorded")
 	fs.StringVar(&o.Out, "out", "", "append one JSON object per run to this file (default: stdout)")
 	fs.StringVar(&o.Reader, "reader", ReaderGoroutine, "member reads: epoll (one goroutine, plain ws only) or goroutine (one per connection; always with TLS)")
 	fs.IntVar(&o.Members, "members", 0, "members per channel incl. the publisher (default fanout/slow 1000, bigchannel 15000, chat 10, idle 10)")
@@ -198,7 +207,7 @@ func (o *Options) validate(set map[string]bool) error {
 	}
 	defMembers, defRate := 0, 0.0
 	switch o.Scenario {
-	case ScenarioFanout, ScenarioHTTPBurst, ScenarioSlow, ScenarioPersist, ScenarioPeered:
+	case ScenarioFanout, ScenarioHTTPBurst, ScenarioSlow, ScenarioPersist, ScenarioPeered, ScenarioAdmin:
 		defMembers, defRate = 1000, 1000
 		if o.Scenario != ScenarioSlow && !set["slow"] {
 			o.Slow = 0
@@ -257,7 +266,7 @@ func (o *Options) validate(set map[string]bool) error {
 		return errors.New("-dialers and -duration must be positive, -warmup and -drain not negative")
 	}
 	switch o.Scenario {
-	case ScenarioFanout, ScenarioBigChannel, ScenarioHTTPBurst, ScenarioSlow, ScenarioChat, ScenarioPersist, ScenarioPersistPub, ScenarioPeered:
+	case ScenarioFanout, ScenarioBigChannel, ScenarioHTTPBurst, ScenarioSlow, ScenarioChat, ScenarioPersist, ScenarioPersistPub, ScenarioPeered, ScenarioAdmin:
 		if o.Members < 2 || o.Rate <= 0 {
 			return errors.New("-members must be at least 2 and -rate positive")
 		}
@@ -323,6 +332,9 @@ func (o *Options) validate(set map[string]bool) error {
 	if o.PeerSessions < 0 || (o.PeerSessions > 0 && len(o.AdminURLs) == 0) {
 		return errors.New("-peer-sessions needs -admin-url (and must not be negative)")
 	}
+	if o.ScrapeEvery < 0 || (o.ScrapeEvery > 0 && len(o.AdminURLs) == 0) {
+		return errors.New("-scrape-every needs -admin-url (and must not be negative)")
+	}
 	t := o.targets[0]
 	if o.Mode == ModeRawTLS && !t.tls {
 		return errors.New("-mode rawtls needs a wss:// (or https://) URL")
@@ -340,7 +352,7 @@ func (o *Options) validate(set map[string]bool) error {
 	case o.HTTPRate > 0:
 		switch o.Scenario {
 		case ScenarioStatic:
-		case ScenarioFanout, ScenarioBigChannel, ScenarioHTTPBurst, ScenarioSlow, ScenarioChat, ScenarioPersist, ScenarioPersistPub, ScenarioPeered:
+		case ScenarioFanout, ScenarioBigChannel, ScenarioHTTPBurst, ScenarioSlow, ScenarioChat, ScenarioPersist, ScenarioPersistPub, ScenarioPeered, ScenarioAdmin:
 			if o.HTTPConns < 1 {
 				return errors.New("-http-conns must be positive")
 			}
@@ -369,7 +381,7 @@ func (o *Options) name(kind string, i int) string {
 // runPubSub runs.
 func isPubSub(scenario string) bool {
 	switch scenario {
-	case ScenarioFanout, ScenarioBigChannel, ScenarioHTTPBurst, ScenarioChat, ScenarioSlow, ScenarioPersist, ScenarioPersistPub, ScenarioPeered:
+	case ScenarioFanout, ScenarioBigChannel, ScenarioHTTPBurst, ScenarioChat, ScenarioSlow, ScenarioPersist, ScenarioPersistPub, ScenarioPeered, ScenarioAdmin:
 		return true
 	}
 	return false

@@ -245,6 +245,11 @@ func runPubSub(ctx context.Context, o *Options) (*Result, error) {
 		}()
 	}
 
+	var scr *scraper
+	if o.ScrapeEvery > 0 {
+		scr = startScraper(ctx, o, clk, t0, winStart, winEnd)
+	}
+
 	var burst *burstChild
 	if o.HTTPRate > 0 {
 		if burst, err = startBurstChild(ctx, o, clk, t0); err != nil {
@@ -274,6 +279,9 @@ func runPubSub(ctx context.Context, o *Options) (*Result, error) {
 	mEnd = scrapeNow()
 	res.setCPU(a, b, o.Duration.Seconds())
 	res.CPUBusyS = busyDelta(a.busy, b.busy)
+	if scr != nil {
+		scr.wait(res, o.ScrapeEvery)
+	}
 	pwg.Wait()
 	if burst != nil {
 		burst.wait(res)

@@ -33,6 +33,9 @@ type Params struct {
 	// Servers: the -url servers the members are spread over (peered: always,
 	// 1 included; other scenarios only when more than one).
 	Servers int `json:"servers,omitempty"`
+	// Cert (storm): the server's certificate key as seen by the first
+	// client of phase 1, "ECDSA P-256" or "RSA 2048".
+	Cert string `json:"cert,omitempty"`
 }
 
 // Part is the receive side of one group of members: those on one server
@@ -95,7 +98,7 @@ type Result struct {
 
 	ClientCPUS float64 `json:"client_cpu_s"`
 	// CPUBusyS: each CPU's busy seconds over the window (/proc/stat; pub/sub
-	// scenarios). benchmarks/run pins the server(s) to CPU 0 and loadgen to
+	// scenarios, and the storm's phase 2). benchmarks/run pins the server(s) to CPU 0 and loadgen to
 	// CPU 1, so busy minus their CPU is what else ran on their cores.
 	CPUBusyS               []float64 `json:"cpu_busy_s,omitempty"`
 	ServerCPUS             float64   `json:"server_cpu_s"` // -1: no -server-pid
@@ -119,6 +122,19 @@ type Result struct {
 	Servers   []ServerPart `json:"servers,omitempty"`
 	Remote    *Part        `json:"remote,omitempty"`
 	PeerWaitS float64      `json:"peer_wait_s,omitempty"`
+
+	// -scrape-every: the /metrics reads during the warm-up and the window
+	// (every -admin-url server's, one request at a time): answered with
+	// metrics, failed (an error, a status other than 200, or none of
+	// -metrics in the body), and of all of them those started inside the
+	// window; the answered ones' time from request to body read.
+	ScrapeEveryS     float64 `json:"scrape_every_s,omitempty"`
+	Scrapes          int     `json:"scrapes,omitempty"`
+	ScrapesFailed    int     `json:"scrapes_failed,omitempty"`
+	ScrapesInWindow  int     `json:"scrapes_in_window,omitempty"`
+	ScrapeP50Ms      float64 `json:"scrape_p50_ms,omitempty"`
+	ScrapeMaxMs      float64 `json:"scrape_max_ms,omitempty"`
+	ScrapeFirstError string  `json:"scrape_first_error,omitempty"`
 
 	// Scenario-specific.
 	SlowClosed         *int    `json:"slow_closed,omitempty"` // slow members the server had closed by the end
@@ -149,6 +165,11 @@ type Result struct {
 	Phase1Failed             int      `json:"phase1_failed,omitempty"`
 	Phase1ConnectsPerS       float64  `json:"phase1_connects_per_s,omitempty"`
 	Phase1ServerCPUUsPerConn float64  `json:"phase1_server_cpu_us_per_connect,omitempty"`
+	Phase1WindowS            float64  `json:"phase1_window_s,omitempty"`                  // first dial to the last attempt's end (the CPU samples)
+	Phase1ClientCPUS         float64  `json:"phase1_client_cpu_s,omitempty"`              // the generator's CPU over phase 1
+	Phase1ServerCPUS         float64  `json:"phase1_server_cpu_s,omitempty"`              // the first server's CPU over phase 1
+	Phase1ClientCPUUsPerConn float64  `json:"phase1_client_cpu_us_per_connect,omitempty"` // the generator's CPU per phase-1 join
+	ClientCPUUsPerConn       float64  `json:"client_cpu_us_per_connect,omitempty"`        // the generator's CPU per storm join
 	Phase1P50Ms              float64  `json:"phase1_p50_ms,omitempty"`
 	Phase1P99Ms              float64  `json:"phase1_p99_ms,omitempty"`
 	HistoryOK                *bool    `json:"history_ok,omitempty"`
@@ -370,10 +391,12 @@ func (r *Result) summary() string {
 			fmt.Fprintf(&sb, " (open loop at %.0f/s: %d/%d answered)", r.Params.HTTPRate, r.HTTPRequests, r.HTTPScheduled)
 		}
 	case ScenarioStorm:
-		fmt.Fprintf(&sb, " phase 1 %d joined in %.2fs (%.0f/s, server %.0f us/connect), %d/%d kept a ticket; restart %.2fs;"+
-			" storm %d/%d joined in %.2fs (%.0f/s, %d failed), resumed %d (%.3f), p50 %.2f ms p99 %.2f ms, server %.0f us/connect",
-			r.Conns-r.Phase1Failed, r.Phase1S, r.Phase1ConnectsPerS, r.Phase1ServerCPUUsPerConn, r.TicketsHeld, r.Conns, r.RestartS,
-			r.Connects, r.Conns, r.StormS, r.ConnectsPerS, r.ConnectErrors, r.Resumed, deref(r.ResumedShare), r.P50Ms, r.P99Ms, r.ServerCPUUsPerConn)
+		fmt.Fprintf(&sb, " %s; phase 1 %d joined in %.2fs (%.0f/s, server %.0f us/connect, generator %.0f), %d/%d kept a ticket; restart %.2fs;"+
+			" storm %d/%d joined in %.2fs (%.0f/s, %d failed), resumed %d (%.3f), p50 %.2f ms p99 %.2f ms, server %.0f us/connect, generator %.0f",
+			r.Params.Cert, r.Conns-r.Phase1Failed, r.Phase1S, r.Phase1ConnectsPerS, r.Phase1ServerCPUUsPerConn, r.Phase1ClientCPUUsPerConn,
+			r.TicketsHeld, r.Conns, r.RestartS,
+			r.Connects, r.Conns, r.StormS, r.ConnectsPerS, r.ConnectErrors, r.Resumed, deref(r.ResumedShare), r.P50Ms, r.P99Ms,
+			r.ServerCPUUsPerConn, r.ClientCPUUsPerConn)
 	case ScenarioHistory:
 		ok := r.HistoryOK != nil && *r.HistoryOK
 		fmt.Fprintf(&sb, " ok=%v reached %d/%d, complete %d, msgs min %d; replay p50 %.2f p99 %.2f max %.2f ms",
@@ -388,6 +411,13 @@ func (r *Result) summary() string {
 		}
 		if r.PeerWaitS > 0 {
 			fmt.Fprintf(&sb, " (peer sessions up after %.2fs)", r.PeerWaitS)
+		}
+		if r.ScrapeEveryS > 0 {
+			fmt.Fprintf(&sb, "; /metrics every %gs: %d scraped (%d in the window), %d failed, p50 %.2f max %.2f ms",
+				r.ScrapeEveryS, r.Scrapes, r.ScrapesInWindow, r.ScrapesFailed, r.ScrapeP50Ms, r.ScrapeMaxMs)
+			if r.ScrapeFirstError != "" {
+				fmt.Fprintf(&sb, " (%s)", r.ScrapeFirstError)
+			}
 		}
 		for i, sp := range r.Servers {
 			if sp.MetricsAfter == nil {

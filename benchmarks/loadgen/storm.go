@@ -3,7 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -134,6 +138,7 @@ func connectAll(ctx context.Context, o *Options, clients []*stormClient, pid int
 	clk := clock{base: time.Now()}
 	var last atomic.Int64
 	ph.cpuA = sampleCPU(pid)
+	ph.cpuA.busy = cpuBusy()
 	failed, first := dialAll(ctx, o.Dialers, len(clients), false, func(ctx context.Context, i int) error {
 		sc := clients[i]
 		t0 := clk.now()
@@ -157,6 +162,7 @@ func connectAll(ctx context.Context, o *Options, clients []*stormClient, pid int
 	})
 	ph.window = float64(clk.now()) / 1e9
 	ph.cpuB = sampleCPU(pid)
+	ph.cpuB.busy = cpuBusy()
 	ph.elapsed = float64(last.Load()) / 1e9
 	ph.failed, ph.first = failed, first
 	for _, us := range lat {
@@ -218,9 +224,20 @@ func runStorm(ctx context.Context, o *Options) (*Result, error) {
 	}
 	defer closeClients(clients)
 
-	// Phase 1: full handshakes; every client keeps its ticket.
+	// Phase 1: full handshakes; every client keeps its ticket. The
+	// server's certificate (its key type and size) is recorded from the
+	// first join: it is what a full handshake signs with and the clients
+	// verify the signature of.
 	var tickets, late atomic.Int64
+	var certOnce sync.Once
 	p1 := connectAll(ctx, o, clients, o.ServerPID, func(sc *stormClient) {
+		certOnce.Do(func() {
+			if tc, ok := sc.c.nc.(*tls.Conn); ok {
+				if pc := tc.ConnectionState().PeerCertificates; len(pc) > 0 {
+					res.Params.Cert = certName(pc[0])
+				}
+			}
+		})
 		if !sc.cache.has() {
 			late.Add(1)
 			// Not there yet: one short read processes a ticket that
@@ -241,6 +258,14 @@ func runStorm(ctx context.Context, o *Options) (*Result, error) {
 	}
 	if p1.cpuA.server >= 0 && p1.cpuB.server >= 0 && p1.joined > 0 {
 		res.Phase1ServerCPUUsPerConn = (p1.cpuB.server - p1.cpuA.server) * 1e6 / float64(p1.joined)
+	}
+	res.Phase1WindowS = p1.window
+	res.Phase1ClientCPUS = p1.cpuB.self - p1.cpuA.self
+	if p1.joined > 0 {
+		res.Phase1ClientCPUUsPerConn = res.Phase1ClientCPUS * 1e6 / float64(p1.joined)
+	}
+	if p1.cpuA.server >= 0 && p1.cpuB.server >= 0 {
+		res.Phase1ServerCPUS = p1.cpuB.server - p1.cpuA.server
 	}
 	res.Phase1P50Ms = float64(p1.hist.quantile(0.50)) / 1000
 	res.Phase1P99Ms = float64(p1.hist.quantile(0.99)) / 1000
@@ -277,6 +302,7 @@ func runStorm(ctx context.Context, o *Options) (*Result, error) {
 		sc.c.fr = frameReader{}
 	})
 	res.setCPU(p2.cpuA, p2.cpuB, p2.window)
+	res.CPUBusyS = busyDelta(p2.cpuA.busy, p2.cpuB.busy)
 	res.setLatency(&p2.hist)
 	res.StormS = p2.elapsed
 	res.Connects = int64(p2.joined)
@@ -292,6 +318,9 @@ func runStorm(ctx context.Context, o *Options) (*Result, error) {
 	}
 	if res.ServerCPUS >= 0 && p2.joined > 0 {
 		res.ServerCPUUsPerConn = res.ServerCPUS * 1e6 / float64(p2.joined)
+	}
+	if p2.joined > 0 {
+		res.ClientCPUUsPerConn = res.ClientCPUS * 1e6 / float64(p2.joined)
 	}
 	// Errors: failed connects of both phases; the first error of the
 	// storm, else of phase 1.
@@ -310,6 +339,20 @@ func runStorm(ctx context.Context, o *Options) (*Result, error) {
 		return nil, fmt.Errorf("storm: no client joined: %s", res.FirstError)
 	}
 	return res, ctx.Err()
+}
+
+// certName names a certificate's key as "ECDSA P-256", "RSA 2048",
+// "Ed25519".
+func certName(c *x509.Certificate) string {
+	switch k := c.PublicKey.(type) {
+	case *ecdsa.PublicKey:
+		return "ECDSA " + k.Curve.Params().Name
+	case *rsa.PublicKey:
+		return fmt.Sprintf("RSA %d", k.N.BitLen())
+	case ed25519.PublicKey:
+		return "Ed25519"
+	}
+	return c.PublicKeyAlgorithm.String()
 }
 
 // errStormNeedsTLS: the scenario is about TLS session resumption.

@@ -143,6 +143,9 @@ func TestStorm(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if res.Params.Cert != "ECDSA P-256" || res.Phase1ClientCPUS <= 0 || res.Phase1WindowS <= 0 {
+				t.Errorf("cert %q, phase 1 generator CPU %v over %v s", res.Params.Cert, res.Phase1ClientCPUS, res.Phase1WindowS)
+			}
 			if res.TicketsHeld != 40 || res.Phase1Failed != 0 {
 				t.Errorf("phase 1: %d tickets kept, %d failed; want 40, 0", res.TicketsHeld, res.Phase1Failed)
 			}

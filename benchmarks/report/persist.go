@@ -33,7 +33,11 @@ func persistRank(l string) int {
 }
 
 // sortPersist orders by members and rate (numerically), then label.
-func sortPersist(gs []*group) {
+func sortPersist(gs []*group) { sortByRate(gs, persistRank) }
+
+// sortByRate orders by members and rate (numerically), then by the
+// labels' rank, then label.
+func sortByRate(gs []*group, rank func(string) int) {
 	sort.SliceStable(gs, func(i, j int) bool {
 		a, b := gs[i], gs[j]
 		for _, k := range []string{"members", "rate"} {
@@ -44,7 +48,7 @@ func sortPersist(gs []*group) {
 		if a.Params != b.Params {
 			return a.Params < b.Params
 		}
-		if ra, rb := persistRank(a.Label), persistRank(b.Label); ra != rb {
+		if ra, rb := rank(a.Label), rank(b.Label); ra != rb {
 			return ra < rb
 		}
 		return a.Label < b.Label

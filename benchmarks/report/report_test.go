@@ -161,3 +161,99 @@ func TestPeeredReport(t *testing.T) {
 		}
 	}
 }
+
+// adminRun is a loadgen record of the admin scenario: the fan-out of 1000,
+// with the scrapes' figures when scraped.
+func adminRun(label string, rate, p99, cpuUs float64, scraped bool) map[string]any {
+	delivered := rate * 999 * 10
+	r := map[string]any{
+		"label": label, "scenario": "admin", "mode": "mles",
+		"params":   map[string]any{"members": 1000.0, "rate": rate, "payload": 64, "duration_s": 10},
+		"window_s": 10.0, "sent": rate * 10, "delivered": delivered, "expected": delivered,
+		"delivered_per_s": delivered / 10, "delivery_ratio": 1.0, "samples": delivered,
+		"p50_ms": p99 / 4, "p99_ms": p99, "max_ms": p99 * 2, "client_cpu_s": 5.0, "server_cpu_s": cpuUs * delivered / 1e6,
+		"server_cpu_us_per_delivery": cpuUs, "cpu_busy_s": []any{3.0, 5.5},
+	}
+	if scraped {
+		r["scrape_every_s"] = 1.0
+		r["scrapes"] = 13.0
+		r["scrapes_in_window"] = 10.0
+		r["scrape_p50_ms"] = 2.0
+		r["scrape_max_ms"] = 9.0
+	}
+	return r
+}
+
+func TestAdminReport(t *testing.T) {
+	md, _ := render(t,
+		adminRun(adminOff, 500, 10, 2.0, false), adminRun(adminOn, 500, 11, 2.1, true),
+		adminRun(adminOff, 500, 12, 2.2, false), adminRun(adminOn, 500, 12, 2.2, true),
+		adminRun(adminOff, 500, 14, 2.4, false), adminRun(adminOn, 500, 20, 2.3, true),
+		adminRun(adminOff, 2000, 30, 1.0, false), adminRun(adminOn, 2000, 45, 1.3, true),
+		adminRun(adminOff, 2000, 32, 1.0, false), adminRun(adminOn, 2000, 47, 1.3, true),
+		adminRun(adminOff, 100, 5, 7.0, false), adminRun(adminOn, 100, 5, 7.0, true),
+	)
+	for _, want := range []string{
+		"## Metrics beside the fan-out",
+		"| 500 | mles | 3 | - | 499500 |",
+		"| 500 | mles-admin | 3 | 1 | 499500 |",
+		"| 39 / 0 (10, 10, 10) | 2.00 / 9.00 |", // scrapes over the runs, and their time
+		// p99 medians 12 and 12 against spreads 4 and 9; cpu 2.2 and 2.2 against 0.4 and 0.2
+		"| 500 | mles-admin | 1.00 | 1.00 | 1.00 | +0.00 | yes (+0.00 against 9.00) | 1.00 | yes (+0.00 against 0.40) | 10.00-14.00; 11.00-20.00 | 2.00-2.40; 2.10-2.30 |",
+		// p99 46 against 31, spreads 2: beyond the noise
+		"| 2000 | mles-admin | 1.00 | 1.48 | 1.48 | +15.00 | **no** (+15.00 against 2.00) | 1.30 | **no** (+0.30 against 0.00) |",
+		// one run each: no spread
+		"| 100 | mles-admin | 1.00 | 1.00 | 1.00 | +0.00 | - | 1.00 | - | 5.00; 5.00 | 7.00; 7.00 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+// stormRun is a loadgen record of the storm scenario.
+func stormRun(label, cert string, stormS, serverUs, clientUs, serverCore, generatorCore float64) map[string]any {
+	resumed := 0.0
+	if label == stormTickets {
+		resumed = 1
+	}
+	return map[string]any{
+		"label": label, "scenario": "storm", "mode": "mles",
+		"params":  map[string]any{"members": 10.0, "conns": 10000.0, "dialers": 64.0, "tls": true, "duration_s": 0, "cert": cert},
+		"storm_s": stormS, "connects": 10000.0, "connects_per_s": 10000 / stormS, "resumed_share": resumed,
+		"window_s": stormS, "client_cpu_s": generatorCore * stormS, "server_cpu_s": serverCore * stormS,
+		"server_cpu_us_per_connect": serverUs, "client_cpu_us_per_connect": clientUs, "p50_ms": 10.0, "p99_ms": 40.0,
+		"client_bound": generatorCore > 0.9, "cpu_busy_s": []any{(serverCore + 0.05) * stormS, (generatorCore + 0.08) * stormS}, "phase1_s": 4.0, "phase1_window_s": 4.0, "phase1_client_cpu_s": 3.6, "phase1_server_cpu_s": 2.0,
+		"phase1_server_cpu_us_per_connect": 200.0, "phase1_client_cpu_us_per_connect": 360.0, "tickets_held": 10000.0, "conns": 10000.0,
+	}
+}
+
+func TestStormReport(t *testing.T) {
+	md, groups := render(t,
+		stormRun(stormTickets, "ECDSA P-256", 3.0, 250, 270, 0.83, 0.90),
+		stormRun(stormNoTickets, "ECDSA P-256", 3.5, 290, 320, 0.83, 0.92),
+		stormRun(stormTickets, "RSA 2048", 3.0, 250, 270, 0.83, 0.90),
+		stormRun(stormNoTickets, "RSA 2048", 14.0, 1400, 300, 0.99, 0.21),
+	)
+	for _, g := range groups {
+		if v, ok := g.median("phase1_generator_core"); !ok || v != 0.9 {
+			t.Errorf("%s %s phase 1 generator core %v (%v), want 0.9", certOf(g), g.Label, v, ok)
+		}
+	}
+	for _, want := range []string{
+		"| conns=10000 members=10 dialers=64 | ECDSA P-256 | mles-notickets* | 1 | 3.50 |",
+		"| conns=10000 members=10 dialers=64 | RSA 2048 | mles-notickets | 1 | 14.00 |",
+		"| 0.99 | 0.21 | server | 0/1 | 0.05 | 0.08 |", // bound by, client-bound runs, CPU 0 and CPU 1 other
+		"| conns=10000 members=10 dialers=64 | ECDSA P-256 | 1.17 | **NO** | 0.86 |",
+		"| conns=10000 members=10 dialers=64 | RSA 2048 | 4.67 | yes | 0.21 |",
+		"generator / server |",
+		"- ECDSA P-256, conns=10000 members=10 dialers=64: without tickets the generator's core bounded it",
+		"The full handshakes' storm is bound by the clients' own work",
+		"- RSA 2048, conns=10000 members=10 dialers=64: without tickets the server's core bounded it",
+		"so the time ratio is a floor",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+}
