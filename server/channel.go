@@ -34,6 +34,7 @@ type channel struct {
 	// never the other way round, and neither across I/O.
 	mu      sync.Mutex
 	members map[memberKey]*conn
+	linked  bool        // link ran: links and the NATS consumer run (peer.go)
 	links   []*peerLink // sessions to the --peer servers while members is not empty (peer.go)
 	syncing int         // links whose first resync is not in yet (peersync.go)
 	held    []*conn     // joiners waiting for it
@@ -43,6 +44,7 @@ type channel struct {
 	syncEnd  *time.Timer // releases them at peerSyncWait anyway
 
 	peer atomic.Pointer[chanPeer] // peering state, made on first use (peer.go)
+	nats atomic.Pointer[chanNATS] // state on NATS, made on first use (natssub.go)
 	gone atomic.Bool              // swept from the registry: its links dial no more
 }
 
@@ -82,8 +84,8 @@ func (r *registry) join(s *Server, name string, key memberKey, c *conn, now int6
 	}
 	ch.members[key] = c
 	ch.lastActive.Store(now)
-	if len(ch.members) == 1 && len(s.peers) > 0 && len(ch.links) == 0 {
-		s.linkPeers(ch) // joins that were not held (peersync.go) start them here
+	if len(ch.members) == 1 && !ch.linked && (len(s.peers) > 0 || s.bus != nil) {
+		s.link(ch) // joins that were not held (peersync.go) start them here
 	}
 	return ch, old, true
 }
@@ -130,7 +132,7 @@ func (r *registry) leave(ch *channel, key memberKey, c *conn, now int64) {
 	if ch.members[key] == c {
 		delete(ch.members, key)
 		if len(ch.members) == 0 {
-			ch.unlinkPeers()
+			ch.unlink()
 		}
 	}
 	ch.mu.Unlock()

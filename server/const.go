@@ -39,4 +39,5 @@ const (
 	DefaultReleaseQuiet      = 2 * time.Second
 	DefaultPeerRetry         = 100 * time.Millisecond
 	DefaultPeerRetryMax      = 10 * time.Second
+	DefaultNATSPrefix        = "mles"
 )

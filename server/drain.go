@@ -164,6 +164,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		select {
 		case <-s.booted:
 		case <-s.stopped:
+			s.closeBus(ctx)
 			return
 		}
 		dctx, cancel := context.WithTimeout(ctx, s.opts.DrainTimeout)
@@ -176,6 +177,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if s.http != nil {
 			_ = s.http.srv.Close() // handlers still running see their connections closed
 		}
+		s.closeBus(ctx)
 		s.reg.releaseAll()
 		if s.store != nil {
 			if err := s.store.Close(); err != nil && s.shutdownErr == nil { // flushes what was accepted
@@ -185,6 +187,21 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	})
 	return s.shutdownErr
 }
+
+// closeBus publishes what the loops queued for NATS (for up to
+// busCloseWait) and closes the connection.
+func (s *Server) closeBus(ctx context.Context) {
+	if s.bus == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, busCloseWait)
+	defer cancel()
+	s.bus.close(ctx)
+}
+
+// busCloseWait bounds how long a shutdown waits for NATS to take what the
+// loops queued.
+const busCloseWait = 5 * time.Second
 
 // closeShare is round k of m of a spread drain on the loop: it starts
 // closing connections (members after what they are owed, with 1001) until

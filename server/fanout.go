@@ -16,6 +16,7 @@ package server
 import (
 	"context"
 	"sync/atomic"
+	"time"
 
 	"github.com/gobwas/ws"
 
@@ -27,9 +28,16 @@ import (
 // every loop that has members. The publisher's own loop drains after the
 // poll round (or at once, every half ring); other loops get their group
 // posted once per burst, not once per member.
+//
+// from is nil for a message from the NATS stream, published off the loops
+// (natsbus.go): every loop with members gets its group posted.
 func (ch *channel) publish(m *ring.Message, from *loop) uint64 {
 	seq := ch.ring.Publish(m)
-	ch.lastActive.Store(from.now)
+	if from != nil {
+		ch.lastActive.Store(from.now)
+	} else {
+		ch.lastActive.Store(time.Now().UnixNano())
+	}
 	for i := range ch.groups {
 		g := ch.groups[i].Load()
 		if g == nil || g.n.Load() == 0 {
@@ -221,7 +229,8 @@ func (g *group) drain() {
 // a member never gets its own).
 func (c *conn) sharesFrom(from uint64) bool {
 	return c.cursor == from && c.state == stJoined && !c.dead &&
-		c.part == nil && c.replay == nil && c.pubEnd <= from && c.peerOf() == nil
+		c.part == nil && c.replay == nil && c.pubEnd <= from && c.peerOf() == nil &&
+		(c.rare == nil || c.rare.bus == nil || c.rare.bus.echoEnd.Load() <= from)
 }
 
 // share copies the frames from the group's common cursor towards head into

@@ -34,6 +34,17 @@ func (c *conn) onMessage() {
 		c.onHeader()
 		return
 	}
+	if b := c.s.bus; b != nil {
+		// On NATS: the message enters the ring when it comes back from
+		// the stream, in the stream's order (natsbus.go).
+		frame := c.fr.Frame()
+		if b.sendThrough(c, frame) {
+			c.fr.ReleaseMessage()
+			c.l.ctr.messagesIn++
+			c.l.ctr.bytesIn += uint64(len(frame))
+			return
+		}
+	}
 	// A small frame is copied into a message allocated with it, and the
 	// reader keeps its buffer for the next one: one allocation. A larger
 	// one is handed over without a copy.
@@ -47,6 +58,10 @@ func (c *conn) onMessage() {
 	seq := c.ch.publish(m, c.l)
 	c.s.persist(c.ch, m, seq)
 	c.pubEnd = seq + 1
+	if b := c.s.bus; b != nil {
+		// Delivered here; the other servers get it once NATS takes it.
+		b.send(c, busMessage, busLocal, m.Frame)
+	}
 	c.l.ctr.messagesIn++
 	c.l.ctr.bytesIn += uint64(len(m.Frame))
 	if c.cursor == seq {
@@ -128,6 +143,9 @@ func (c *conn) join(h codec.Header) {
 	jm := &ring.Message{Frame: codec.AppendJoinFrame(nil, h.UID, h.Channel), From: c.id}
 	span := ch.ring.Join(jm, g.mark)
 	s.persistJoin(ch, jm, span.End)
+	if s.bus != nil {
+		s.bus.send(c, busJoin, 0, jm.Frame) // for the other servers' histories
+	}
 	c.cursor = span.Start
 	if span.Len() > 0 {
 		c.replay = &replay{joins: span.Joins, end: span.End}
@@ -176,6 +194,9 @@ func (c *conn) leave() {
 			}
 		}
 		return // a peer session is no member: nothing in the registry
+	}
+	if c.s.bus != nil {
+		c.s.bus.forget(c)
 	}
 	c.s.reg.leave(ch, c.key, c, c.l.now)
 	c.s.members.Add(-1)

@@ -100,6 +100,8 @@ type Metrics struct {
 	// Store is the history store's figures (--history-dir); nil without
 	// one.
 	Store *store.Stats
+	// NATS is the cluster link's figures (--nats); nil without.
+	NATS *NATSStats
 
 	Loops []LoopMetrics
 }
@@ -128,6 +130,7 @@ func (s *Server) Metrics(ctx context.Context) Metrics {
 		HistoryMessages:   s.reg.retained(),
 		PeerSessions:      s.peerSessions.Load(),
 		Store:             s.storeStats(),
+		NATS:              s.natsStats(),
 		Loops:             make([]LoopMetrics, len(loops)),
 	}
 	for i, l := range loops {

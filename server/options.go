@@ -9,8 +9,11 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"regexp"
 	"runtime"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/mles/mles/server/store"
 )
@@ -168,6 +171,19 @@ type Options struct {
 	// 100 ms and 10 s.
 	PeerRetry, PeerRetryMax time.Duration
 
+	// NATS are the URLs of a NATS cluster to join (SPEC 6, --nats): a
+	// channel then spans every server with members of it, its history
+	// and order are a JetStream stream's. Not with Peers or HistoryDir.
+	NATS []string
+	// NATSPrefix is the subjects' first token and, upper-cased, the
+	// stream's name (--nats-prefix). Default "mles".
+	NATSPrefix string
+	// NATSReplicas is the stream's number of replicas (--nats-replicas).
+	// Default 1.
+	NATSReplicas int
+	// NATSOptions are further nats.go options (credentials, TLS).
+	NATSOptions []nats.Option
+
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -234,6 +250,10 @@ func (o *Options) SetDefaults() {
 	}
 	setd(&o.PeerRetry, DefaultPeerRetry)
 	setd(&o.PeerRetryMax, DefaultPeerRetryMax)
+	if o.NATSPrefix == "" {
+		o.NATSPrefix = DefaultNATSPrefix
+	}
+	set(&o.NATSReplicas, 1)
 	if o.ServerID == "" {
 		host, _ := os.Hostname()
 		_, port, _ := net.SplitHostPort(o.Addr)
@@ -303,11 +323,27 @@ func (o *Options) Validate() error {
 			return fmt.Errorf("server: Peers (--peer) %q: %w", u, err)
 		}
 	}
+	if len(o.NATS) > 0 {
+		switch {
+		case len(o.Peers) > 0:
+			return errors.New("server: NATS (--nats) and Peers (--peer): a server links its channels one way")
+		case o.HistoryDir != "":
+			return errors.New("server: NATS (--nats) and HistoryDir (--history-dir): on NATS the history is in the JetStream stream")
+		case !natsToken.MatchString(o.NATSPrefix):
+			return fmt.Errorf("server: NATSPrefix (--nats-prefix) %q: letters, digits, '-' and '_' only", o.NATSPrefix)
+		case o.NATSReplicas < 1 || o.NATSReplicas > 5:
+			return fmt.Errorf("server: NATSReplicas (--nats-replicas) %d: 1..5", o.NATSReplicas)
+		}
+	}
 	if o.MaxConnsPerIP < 0 {
 		return fmt.Errorf("server: MaxConnsPerIP (--max-conns-per-ip) %d: must be 0 (unlimited) or positive", o.MaxConnsPerIP)
 	}
 	return nil
 }
+
+// natsToken is what NATSPrefix may be: one subject token, also a stream
+// name.
+var natsToken = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 func ceilPow2(n int) int {
 	p := 1

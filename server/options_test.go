@@ -33,6 +33,7 @@ func TestSetDefaults(t *testing.T) {
 		DrainTimeout: DefaultDrainTimeout, CloseLinger: DefaultCloseLinger,
 		TickInterval: DefaultTickInterval, ReleaseQuiet: DefaultReleaseQuiet,
 		HistorySync: store.DefaultSync, PeerRetry: DefaultPeerRetry, PeerRetryMax: DefaultPeerRetryMax, ServerID: net.JoinHostPort(host, "443"),
+		NATSPrefix: DefaultNATSPrefix, NATSReplicas: 1,
 		Logger: o.Logger,
 	}
 	if o.Logger == nil {

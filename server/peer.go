@@ -75,6 +75,8 @@ type connRare struct {
 	hdr    *codec.Header
 	held   []byte
 	heldIn *channel
+	// bus: the member's messages go through the NATS stream (natsbus.go).
+	bus *busConn
 }
 
 // rareExt returns c.rare, allocating it.
@@ -161,9 +163,30 @@ type peerLink struct {
 	covered atomic.Bool // the peer's own session links us: this one does not dial (peerdedup.go)
 }
 
-// linkPeers starts a link to every peer; called with ch.mu held when the
-// channel gets its first local member.
-func (s *Server) linkPeers(ch *channel) {
+// link starts what links the channel to other servers when it gets its
+// first local member: a session to every peer, the consumer of its NATS
+// subjects; joiners wait for their first resync (peersync.go). Call with
+// ch.mu held.
+func (s *Server) link(ch *channel) {
+	ch.linked = true
+	n := s.linkPeers(ch)
+	if s.bus != nil {
+		s.bus.subscribe(ch)
+		n++
+	}
+	ch.startSync(s, n)
+}
+
+// unlink stops them when the last local member left. Call with ch.mu held.
+func (ch *channel) unlink() {
+	ch.linked = false
+	ch.unlinkPeers()
+	ch.unsubscribeNATS()
+}
+
+// linkPeers starts a link to every peer and returns how many it dials.
+// Call with ch.mu held.
+func (s *Server) linkPeers(ch *channel) int {
 	dialing := 0
 	for _, t := range s.peers {
 		k := &peerLink{s: s, ch: ch, t: t}
@@ -177,7 +200,7 @@ func (s *Server) linkPeers(ch *channel) {
 		dialing++
 		go k.dial()
 	}
-	ch.startSync(s, dialing)
+	return dialing
 }
 
 // unlinkPeers stops the channel's links; called with ch.mu held when its

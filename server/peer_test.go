@@ -68,21 +68,27 @@ func TestPeerPair(t *testing.T) {
 	})
 }
 
-// checkAllOnce has every client send n numbered messages and checks that
-// every client receives every other client's exactly once, in each
-// sender's order, and none of its own. clients[i] is named names[i].
-func checkAllOnce(t *testing.T, clients []*rawClient, names []string, n int) {
+// checkAllOnce has every client send n numbered messages at once and
+// checks that every client receives every other client's exactly once, in
+// each sender's order, and none of its own. clients[i] is named names[i].
+// It returns what each client received, in order (join frames left out).
+func checkAllOnce(t *testing.T, clients []*rawClient, names []string, n int) [][]string {
 	t.Helper()
-	errs := make(chan error, len(clients))
+	type result struct {
+		seq []string
+		err error
+	}
+	res := make([]chan result, len(clients))
 	for i, c := range clients {
+		res[i] = make(chan result, 1)
 		go func() {
+			var seq []string
 			next := map[string]int{}
 			want := (len(clients) - 1) * n
-			got := 0
-			for got < want {
+			for len(seq) < want {
 				msg, err := c.recv(30 * time.Second)
 				if err != nil {
-					errs <- fmt.Errorf("%s: after %d of %d: %v (next %v)", names[i], got, want, err, next)
+					res[i] <- result{err: fmt.Errorf("%s: after %d of %d: %v (next %v)", names[i], len(seq), want, err, next)}
 					return
 				}
 				var from string
@@ -92,16 +98,16 @@ func checkAllOnce(t *testing.T, clients []*rawClient, names []string, n int) {
 				}
 				switch {
 				case from == names[i]:
-					errs <- fmt.Errorf("%s got its own message %d", names[i], k)
+					res[i] <- result{err: fmt.Errorf("%s got its own message %d", names[i], k)}
 					return
 				case k != next[from]:
-					errs <- fmt.Errorf("%s: from %s got %d, want %d", names[i], from, k, next[from])
+					res[i] <- result{err: fmt.Errorf("%s: from %s got %d, want %d (before it: %q)", names[i], from, k, next[from], seq[max(0, len(seq)-8):])}
 					return
 				}
 				next[from]++
-				got++
+				seq = append(seq, string(msg.data))
 			}
-			errs <- nil
+			res[i] <- result{seq: seq}
 		}()
 	}
 	for i, c := range clients {
@@ -113,10 +119,13 @@ func checkAllOnce(t *testing.T, clients []*rawClient, names []string, n int) {
 			}
 		}()
 	}
-	for range clients {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
+	seqs := make([][]string, len(clients))
+	for i := range clients {
+		r := <-res[i]
+		if r.err != nil {
+			t.Fatal(r.err)
 		}
+		seqs[i] = r.seq
 	}
 	// Nothing more: a duplicate would be next.
 	for i, c := range clients {
@@ -124,6 +133,7 @@ func checkAllOnce(t *testing.T, clients []*rawClient, names []string, n int) {
 			t.Fatalf("%s: one more message after all: %q", names[i], msg.data)
 		}
 	}
+	return seqs
 }
 
 // TestPeerTopologies: a full mesh of three servers and a chain of three

@@ -36,14 +36,14 @@ const peerSynced = 'S'
 // they are still resyncing. It reports whether c is held.
 func (c *conn) holdForPeers(h codec.Header) bool {
 	s := c.s
-	if len(s.peers) == 0 {
+	if len(s.peers) == 0 && s.bus == nil {
 		return false
 	}
 	ch := s.reg.channelFor(s, h.Channel)
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	if len(ch.links) == 0 && len(ch.members) == 0 {
-		s.linkPeers(ch)
+	if !ch.linked && len(ch.members) == 0 {
+		s.link(ch)
 	}
 	if ch.syncing == 0 {
 		return false
@@ -102,14 +102,21 @@ func (k *peerLink) firstDone() {
 		ch.mu.Unlock()
 		return
 	}
-	ch.syncing--
-	var held []*conn
-	if ch.syncing == 0 {
-		ch.syncEnd.Stop()
-		held = ch.takeHeldLocked()
-	}
+	held := ch.syncedOneLocked()
 	ch.mu.Unlock()
 	releaseHeld(held)
+}
+
+// syncedOneLocked counts one resync in (a peer link's or the NATS
+// consumer's) and, when it was the last, returns the held joiners. Call
+// with ch.mu held and ch.syncing > 0.
+func (ch *channel) syncedOneLocked() []*conn {
+	ch.syncing--
+	if ch.syncing > 0 {
+		return nil
+	}
+	ch.syncEnd.Stop()
+	return ch.takeHeldLocked()
 }
 
 // takeHeldLocked empties the held list. Call with ch.mu held.
@@ -162,6 +169,6 @@ func (c *conn) unhold() {
 		}
 	}
 	if len(ch.held) == 0 && len(ch.members) == 0 {
-		ch.unlinkPeers()
+		ch.unlink()
 	}
 }

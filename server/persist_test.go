@@ -49,6 +49,10 @@ func TestHistoryDirRestart(t *testing.T) {
 		a.mustSend(t, op, fmt.Appendf(nil, "a%d", i))
 		b.mustSend(t, ws.OpText, fmt.Appendf(nil, "b%d", i))
 	}
+	// Everything is in before probe1 joins: its join frame comes after
+	// b99 in the stored order, as after the restart.
+	a.recvUntil(t, ws.OpText, "b99")
+	b.recvUntil(t, ws.OpBinary, "a99") // 99 is a multiple of 3
 	before := history(t, ts, "probe1", "keep", "b99")
 	a.Close()
 	b.Close()

@@ -61,7 +61,9 @@ type Server struct {
 	peerIDsMu sync.Mutex
 	peerIDs   map[*peerTarget]string
 	// store keeps the history on disk (--history-dir); nil without.
-	store      *store.Store
+	store *store.Store
+	// bus links the channels to a NATS cluster (--nats); nil without.
+	bus        *natsBus
 	handshakes atomic.Int64
 	slow       atomic.Int64
 	// refusedPerIP counts connections closed at accept by MaxConnsPerIP.
@@ -149,6 +151,13 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.reg.store = s.store
+	if len(opts.NATS) > 0 {
+		b, err := newNATSBus(s)
+		if err != nil {
+			return nil, err
+		}
+		s.bus = b
+	}
 	if opts.HTTP != nil {
 		s.http = newHTTPSide(s)
 	}

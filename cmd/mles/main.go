@@ -72,6 +72,7 @@ type flags struct {
 	ticketKeys string
 	peerCA     string // --peer-ca
 	peerNoCert bool   // --peer-insecure
+	nats       natsFlags
 	opts       server.Options
 
 	config      string            // --config
@@ -155,6 +156,7 @@ func parse(args []string) (*flags, *pflag.FlagSet, error) {
 	fs.StringVar(&o.ServerID, "server-id", "", "this server's name to its peers (default: host name and port)")
 	fs.StringVar(&f.peerCA, "peer-ca", "", "PEM file of the CA certificates that wss:// peers are checked against (default: the system roots)")
 	fs.BoolVar(&f.peerNoCert, "peer-insecure", false, "do not check the certificates of wss:// peers (tests only)")
+	f.nats.define(fs, o)
 	fs.StringVar(&f.admin, "admin", "", "serve /metrics, /healthz, /readyz, /varz and a status page on this address, e.g. 127.0.0.1:9090 (default: off)")
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on --admin")
 	fs.StringVar(&f.logLevel, "log-level", "", "error, warn, info, debug or trace (default: RUST_LOG, else warn)")
@@ -315,6 +317,9 @@ func run(args []string) error {
 				return fmt.Errorf("--peer-ca %s: no PEM certificate in it", f.peerCA)
 			}
 		}
+	}
+	if err := f.nats.apply(o); err != nil {
+		return err
 	}
 
 	var files *tlsbridge.FileSource

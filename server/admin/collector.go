@@ -51,6 +51,9 @@ type collector struct {
 	peerSessions, peerIn, peerOut, peerDuplicates                   metric
 	storeQueued, storeWritten, storeDropped, storeBehind, storeDisk metric
 	storeLost                                                       metric
+	natsConnected, natsThrough, natsQueued, natsConsumers           metric
+	natsPublished, natsAcked, natsFailed, natsReceived              metric
+	natsLocalOnly, natsQueueFull, natsTooLarge, natsGaps            metric
 }
 
 var _ prometheus.Collector = (*collector)(nil)
@@ -120,6 +123,30 @@ func newCollector(src Source, version string, reactors int) *collector {
 			"Bytes the history store takes on disk.", gauge),
 		storeLost: newMetric("history_store_lost",
 			"History records known to be on disk before the start that the store could not load (a damaged log).", gauge),
+		natsConnected: newMetric("nats_connected",
+			"1 while the connection to NATS (--nats) is up.", gauge),
+		natsThrough: newMetric("nats_through_stream",
+			"1 while local messages go through the JetStream stream (connected and acknowledged); 0: delivered locally first.", gauge),
+		natsQueued: newMetric("nats_queued",
+			"Messages waiting to be published to NATS.", gauge),
+		natsConsumers: newMetric("nats_consumers",
+			"Channel consumers on the stream (channels with local members).", gauge),
+		natsPublished: newMetric("nats_published_total",
+			"Messages and join frames handed to NATS since start (those sent again included).", counter),
+		natsAcked: newMetric("nats_acked_total",
+			"Publishes JetStream acknowledged since start.", counter),
+		natsFailed: newMetric("nats_failed_total",
+			"Publishes JetStream did not acknowledge since start (each is sent again).", counter),
+		natsReceived: newMetric("nats_received_total",
+			"Messages taken from the stream into channels since start.", counter),
+		natsLocalOnly: newMetric("nats_local_first_total",
+			"Messages delivered to local members before the stream had them (NATS unreachable) since start.", counter),
+		natsQueueFull: newMetric("nats_queue_full_total",
+			"Messages not queued for NATS because the queue was full (local members only) since start.", counter),
+		natsTooLarge: newMetric("nats_too_large_total",
+			"Messages over NATS's max_payload (local members only) since start.", counter),
+		natsGaps: newMetric("nats_gaps_total",
+			"Times a channel missed live messages (NATS dropped them, or the connection was down) and read them from the stream, since start.", counter),
 		snapshot: newMetric("scrape_snapshot_seconds",
 			"How long the scrape took to collect the snapshot from the event loops.", gauge),
 	}
@@ -131,7 +158,9 @@ func (c *collector) all() []metric {
 		c.channels, c.members, c.messagesIn, c.messagesInBytes, c.deliveries, c.deliveriesBytes,
 		c.slow, c.closes, c.closeCodes, c.dropped, c.historyMessages, c.historyBytes,
 		c.reactorConns, c.draining, c.snapshot, c.peerSessions, c.peerIn, c.peerOut, c.peerDuplicates,
-		c.storeQueued, c.storeWritten, c.storeDropped, c.storeBehind, c.storeDisk, c.storeLost}
+		c.storeQueued, c.storeWritten, c.storeDropped, c.storeBehind, c.storeDisk, c.storeLost,
+		c.natsConnected, c.natsThrough, c.natsQueued, c.natsConsumers, c.natsPublished, c.natsAcked,
+		c.natsFailed, c.natsReceived, c.natsLocalOnly, c.natsQueueFull, c.natsTooLarge, c.natsGaps}
 }
 
 // Describe sends every descriptor: the registry then checks names and
@@ -193,6 +222,20 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		emit(c.storeBehind, boolFloat(st.Behind))
 		emit(c.storeDisk, float64(st.DiskBytes))
 		emit(c.storeLost, float64(st.Lost))
+	}
+	if n := m.NATS; n != nil { // only with --nats
+		emit(c.natsConnected, boolFloat(n.Connected))
+		emit(c.natsThrough, boolFloat(n.Through))
+		emit(c.natsQueued, float64(n.Queued))
+		emit(c.natsConsumers, float64(n.Consumers))
+		emit(c.natsPublished, float64(n.Published))
+		emit(c.natsAcked, float64(n.Acked))
+		emit(c.natsFailed, float64(n.Failed))
+		emit(c.natsReceived, float64(n.Received))
+		emit(c.natsLocalOnly, float64(n.LocalOnly))
+		emit(c.natsQueueFull, float64(n.QueueFull))
+		emit(c.natsTooLarge, float64(n.TooLarge))
+		emit(c.natsGaps, float64(n.Gaps))
 	}
 	emit(c.snapshot, took.Seconds())
 }

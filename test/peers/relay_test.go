@@ -49,8 +49,9 @@ func TestChainThree(t *testing.T) {
 	relay(t, servers)
 }
 
-// relay runs the exactly-once traffic over servers.
-func relay(t *testing.T, servers []*server) {
+// relay runs the exactly-once traffic over servers and returns the
+// members.
+func relay(t *testing.T, servers []*server) []*member {
 	var members []*member
 	for _, s := range servers {
 		for i := 1; i <= membersPerSrv; i++ {
@@ -114,6 +115,7 @@ func relay(t *testing.T, servers []*server) {
 		len(servers), len(members), relayMessages, sending.Round(time.Millisecond),
 		float64(len(members)*relayMessages)/sending.Seconds(), deliveries, elapsed.Round(time.Millisecond),
 		float64(deliveries)/elapsed.Seconds())
+	return members
 }
 
 // waitPeered waits until the servers relay each other's traffic on the
