@@ -52,6 +52,13 @@
 //     schedule's start to the window's end (as a Prometheus server would)
 //     and records the scrapes answered and failed; -scenario admin is the
 //     fan-out under its own name, for our server without and with --admin.
+//     -scenario nats is the fan-out under its own name for servers joined
+//     by a broker (ours on NATS, Centrifugo with its NATS broker) beside
+//     the same servers alone: members spread over -url as in peered;
+//     -broker-pid P,... adds the broker processes' CPU and RSS (a NATS
+//     server) to the server side's and records each; -await name=min,...
+//     waits, after the joins, until every -admin-url server reports each
+//     metric at least its minimum (mles_nats_through_stream=1,...).
 //   - Every pub/sub run records each CPU's busy time over the window
 //     (/proc/stat), so that load from other processes on the pinned cores
 //     shows (cpu_busy_s).
@@ -62,6 +69,9 @@
 //	        [-mode mles|centrifugo|rawtls] [-label NAME] [-http-rate R -http-url http://...] [-admin-url http://.../metrics [-scrape-every 1s]] [flags]
 //	loadgen -url ws://127.0.0.1:P0/,ws://127.0.0.1:P1/ -scenario peered -server-pid PID0,PID1 \
 //	        -admin-url http://127.0.0.1:A0/metrics,http://127.0.0.1:A1/metrics -peer-sessions 2 [flags]
+//	loadgen -url ws://127.0.0.1:P0/,ws://127.0.0.1:P1/ -scenario nats -server-pid PID0,PID1 -broker-pid NATSPID \
+//	        -admin-url http://127.0.0.1:A0/metrics,http://127.0.0.1:A1/metrics \
+//	        -await mles_nats_through_stream=1,mles_nats_consumers=1 [flags]
 //	loadgen -url http://127.0.0.1:PORT/path -scenario static [-conns 32] [flags]
 //	loadgen -url wss://127.0.0.1:PORT/ -scenario storm -insecure [-conns 10000] [-dialers 64] \
 //	        -restart-cmd RESTART [-server-pid PID] [flags]

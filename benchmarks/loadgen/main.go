@@ -34,7 +34,7 @@ func main() {
 		err error
 	)
 	switch o.Scenario {
-	case ScenarioFanout, ScenarioBigChannel, ScenarioHTTPBurst, ScenarioChat, ScenarioSlow, ScenarioPersist, ScenarioPersistPub, ScenarioPeered, ScenarioAdmin:
+	case ScenarioFanout, ScenarioBigChannel, ScenarioHTTPBurst, ScenarioChat, ScenarioSlow, ScenarioPersist, ScenarioPersistPub, ScenarioPeered, ScenarioAdmin, ScenarioNATS:
 		res, err = runPubSub(ctx, &o)
 	case ScenarioStatic:
 		res, err = runStatic(ctx, &o)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -18,7 +19,9 @@ import (
 // (peered), and the server's own message counts to hold them against.
 const DefaultMetrics = "mles_messages_in_total,mles_deliveries_total," +
 	"mles_history_store_written_total,mles_history_store_dropped_total,mles_history_store_queued,mles_history_store_behind,mles_history_store_disk_bytes," +
-	"mles_peer_sessions,mles_peer_messages_in_total,mles_peer_messages_out_total,mles_peer_duplicates_total"
+	"mles_peer_sessions,mles_peer_messages_in_total,mles_peer_messages_out_total,mles_peer_duplicates_total," +
+	"mles_nats_connected,mles_nats_through_stream,mles_nats_queued,mles_nats_consumers,mles_nats_published_total,mles_nats_acked_total," +
+	"mles_nats_failed_total,mles_nats_received_total,mles_nats_local_first_total,mles_nats_queue_full_total,mles_nats_too_large_total"
 
 // metricPeerSessions is the gauge -peer-sessions waits for.
 const metricPeerSessions = "mles_peer_sessions"
@@ -144,6 +147,61 @@ func awaitPeerSessions(ctx context.Context, urls []string, want int, limit time.
 	}
 }
 
+// awaitMetrics polls every server until each reports every condition's
+// metric at least its minimum, for at most limit; it returns how long that
+// took. The error names each condition's value per server (-1: missing).
+func awaitMetrics(ctx context.Context, urls []string, conds []awaitCond, limit time.Duration) (time.Duration, error) {
+	start := time.Now()
+	names := make([]string, len(conds))
+	for i, c := range conds {
+		names[i] = c.name
+	}
+	for {
+		ms, err := scrapeAll(ctx, urls, names)
+		if err == nil && metricsUp(ms, conds) {
+			return time.Since(start), nil
+		}
+		if time.Since(start) > limit || ctx.Err() != nil {
+			if err == nil {
+				var parts []string
+				for _, c := range conds {
+					parts = append(parts, fmt.Sprintf("%s per server %v, want at least %g", c.name, metricCounts(ms, c.name), c.min))
+				}
+				err = errors.New(strings.Join(parts, "; "))
+			}
+			return time.Since(start), fmt.Errorf("-await not met within %v: %w", limit, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// metricsUp reports whether every scrape meets every condition.
+func metricsUp(ms []map[string]float64, conds []awaitCond) bool {
+	for _, m := range ms {
+		if m == nil {
+			return false
+		}
+		for _, c := range conds {
+			if v, ok := m[c.name]; !ok || v < c.min {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// metricCounts is one metric per scrape, -1 where it is missing.
+func metricCounts(ms []map[string]float64, name string) []float64 {
+	out := make([]float64, len(ms))
+	for i, m := range ms {
+		out[i] = -1
+		if v, ok := m[name]; ok {
+			out[i] = v
+		}
+	}
+	return out
+}
+
 // peerSessionsUp reports whether every scrape shows at least want sessions.
 func peerSessionsUp(ms []map[string]float64, want int) bool {
 	for _, m := range ms {
@@ -154,16 +212,7 @@ func peerSessionsUp(ms []map[string]float64, want int) bool {
 	return true
 }
 
-func sessionCounts(ms []map[string]float64) []float64 {
-	out := make([]float64, len(ms))
-	for i, m := range ms {
-		out[i] = -1
-		if v, ok := m[metricPeerSessions]; ok {
-			out[i] = v
-		}
-	}
-	return out
-}
+func sessionCounts(ms []map[string]float64) []float64 { return metricCounts(ms, metricPeerSessions) }
 
 // scraper reads every -admin-url server's /metrics every -scrape-every
 // from the schedule's start to the window's end, as a Prometheus server

@@ -197,6 +197,13 @@ func TestValidateServers(t *testing.T) {
 		"mixed schemes":      func(o *Options) { o.URL = "ws://127.0.0.1:1/,wss://127.0.0.1:2/" },
 		"idle over servers":  func(o *Options) { o.Scenario = ScenarioIdle; o.Conns = 10 },
 		"scrapes, no admin":  func(o *Options) { o.ScrapeEvery = time.Second },
+		"await, no admin":    func(o *Options) { o.Await = []awaitCond{{"mles_nats_consumers", 1}} },
+		"broker, idle": func(o *Options) {
+			o.Scenario = ScenarioIdle
+			o.URL = "ws://127.0.0.1:1/"
+			o.Conns = 10
+			o.BrokerPIDs = []int{1}
+		},
 	} {
 		o := base()
 		mod(&o)
@@ -217,6 +224,49 @@ func TestValidateServers(t *testing.T) {
 	o.ScrapeEvery = time.Second
 	if err := o.validate(map[string]bool{}); err != nil || o.Members != 1000 || o.Rate != 1000 || o.Slow != 0 {
 		t.Errorf("admin defaults: %v members %d rate %v slow %d", err, o.Members, o.Rate, o.Slow)
+	}
+}
+
+func TestParseAwait(t *testing.T) {
+	c, err := parseAwait("mles_nats_through_stream=1, mles_nats_consumers = 2.5")
+	if err != nil || len(c) != 2 || c[0] != (awaitCond{"mles_nats_through_stream", 1}) || c[1] != (awaitCond{"mles_nats_consumers", 2.5}) {
+		t.Fatalf("parseAwait = %v, %v", c, err)
+	}
+	for _, bad := range []string{"mles_nats_consumers", "=1", "a=x"} {
+		if _, err := parseAwait(bad); err == nil {
+			t.Errorf("parseAwait(%q) accepted", bad)
+		}
+	}
+	o := Options{URL: "ws://127.0.0.1:1/,ws://127.0.0.1:2/", Scenario: ScenarioNATS, Mode: ModeCentrifugo, Duration: time.Second,
+		Dialers: 1, Payload: 64, HTTPClient: HTTPClientRaw, Reader: ReaderGoroutine, BrokerPIDs: []int{1}}
+	if err := o.validate(map[string]bool{}); err != nil || o.Members != 1000 || o.Rate != 1000 || o.Slow != 0 {
+		t.Errorf("nats defaults: %v members %d rate %v slow %d", err, o.Members, o.Rate, o.Slow)
+	}
+}
+
+func TestAwaitMetrics(t *testing.T) {
+	var hits atomic.Int64
+	// The stream answers at once; the channel's link comes up on the third scrape.
+	late := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := 0
+		if hits.Add(1) >= 3 {
+			n = 1
+		}
+		fmt.Fprintf(w, "mles_nats_through_stream 1\nmles_nats_consumers %d\n", n)
+	}))
+	defer late.Close()
+	never := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "mles_nats_consumers 1")
+	}))
+	defer never.Close()
+	conds := []awaitCond{{"mles_nats_through_stream", 1}, {"mles_nats_consumers", 1}}
+	d, err := awaitMetrics(context.Background(), []string{late.URL}, conds, 5*time.Second)
+	if err != nil || hits.Load() < 3 || d <= 0 {
+		t.Fatalf("await: %v after %v, %d scrapes", err, d, hits.Load())
+	}
+	_, err = awaitMetrics(context.Background(), []string{late.URL, never.URL}, conds, 300*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "mles_nats_through_stream per server [1 -1]") {
+		t.Fatalf("a server without the metric: %v", err)
 	}
 }
 

@@ -47,10 +47,15 @@ const (
 	// without and with --admin, whose /metrics the generator reads every
 	// -scrape-every during the warm-up and the window.
 	ScenarioAdmin = "admin"
+	// ScenarioNATS is fanout under its own name, meant for servers joined
+	// by a broker (ours on NATS, Centrifugo with its NATS broker) and the
+	// same servers alone: members spread over the -url servers as in
+	// peered, the broker's process measured with -broker-pid.
+	ScenarioNATS = "nats"
 )
 
 // scenarioNames is the list in messages.
-const scenarioNames = "fanout, bigchannel, chat, idle, connect, history, slow, static, httpburst, storm, persist, persistpub, peered or admin"
+const scenarioNames = "fanout, bigchannel, chat, idle, connect, history, slow, static, httpburst, storm, persist, persistpub, peered, admin or nats"
 
 // Readers, as given to -reader.
 const (
@@ -88,7 +93,15 @@ type Options struct {
 	// PeerSessions: before the schedule starts, wait until every
 	// AdminURLs server reports at least this many mles_peer_sessions.
 	PeerSessions int
-	PeerWait     time.Duration // how long to wait for them at most
+	PeerWait     time.Duration // how long to wait for them (and for Await) at most
+	// Await: before the schedule starts (after PeerSessions), wait until
+	// every AdminURLs server reports each metric at least its minimum
+	// (-await name=min,...).
+	Await []awaitCond
+	// BrokerPIDs are processes beside the -url servers whose CPU and RSS
+	// count as the server side's (a NATS server, Redis): added to the
+	// server's figures and recorded one by one.
+	BrokerPIDs []int
 	// ScrapeEvery: GET every AdminURLs server's /metrics this often from
 	// the schedule's start to the window's end, as a Prometheus server
 	// would (0: only at the window's edges).
@@ -164,8 +177,24 @@ func (o *Options) register(fs *flag.FlagSet) {
 		o.Metrics = splitList(v)
 		return nil
 	})
+	fs.Func("await", "before the schedule, wait until every -admin-url server reports each metric at least its minimum: name=min, comma-separated (at most -peer-wait)", func(v string) error {
+		c, err := parseAwait(v)
+		if err != nil {
+			return err
+		}
+		o.Await = c
+		return nil
+	})
+	fs.Func("broker-pid", "processes beside the -url servers whose CPU and RSS count as the server side's (a NATS server, Redis), comma-separated: added to the server's and recorded each", func(v string) error {
+		pids, err := parsePIDs(v)
+		if err != nil {
+			return err
+		}
+		o.BrokerPIDs = pids
+		return nil
+	})
 	fs.IntVar(&o.PeerSessions, "peer-sessions", 0, "before the schedule, wait until every -admin-url server reports at least this many mles_peer_sessions (0: no wait)")
-	fs.DurationVar(&o.PeerWait, "peer-wait", 30*time.Second, "how long -peer-sessions waits at most (then the run fails)")
+	fs.DurationVar(&o.PeerWait, "peer-wait", 30*time.Second, "how long -peer-sessions and -await wait at most (then the run fails)")
 	fs.DurationVar(&o.ScrapeEvery, "scrape-every", 0, "pub/sub: also GET every -admin-url this often during the warm-up and the window, half an interval off the window's edges (0: only at the edges); scrapes done and failed are recorded")
 	fs.StringVar(&o.Out, "out", "", "append one JSON object per run to this file (default: stdout)")
 	fs.StringVar(&o.Reader, "reader", ReaderGoroutine, "member reads: epoll (one goroutine, plain ws only) or goroutine (one per connection; always with TLS)")
@@ -207,7 +236,7 @@ func (o *Options) validate(set map[string]bool) error {
 	}
 	defMembers, defRate := 0, 0.0
 	switch o.Scenario {
-	case ScenarioFanout, ScenarioHTTPBurst, ScenarioSlow, ScenarioPersist, ScenarioPeered, ScenarioAdmin:
+	case ScenarioFanout, ScenarioHTTPBurst, ScenarioSlow, ScenarioPersist, ScenarioPeered, ScenarioAdmin, ScenarioNATS:
 		defMembers, defRate = 1000, 1000
 		if o.Scenario != ScenarioSlow && !set["slow"] {
 			o.Slow = 0
@@ -266,7 +295,7 @@ func (o *Options) validate(set map[string]bool) error {
 		return errors.New("-dialers and -duration must be positive, -warmup and -drain not negative")
 	}
 	switch o.Scenario {
-	case ScenarioFanout, ScenarioBigChannel, ScenarioHTTPBurst, ScenarioSlow, ScenarioChat, ScenarioPersist, ScenarioPersistPub, ScenarioPeered, ScenarioAdmin:
+	case ScenarioFanout, ScenarioBigChannel, ScenarioHTTPBurst, ScenarioSlow, ScenarioChat, ScenarioPersist, ScenarioPersistPub, ScenarioPeered, ScenarioAdmin, ScenarioNATS:
 		if o.Members < 2 || o.Rate <= 0 {
 			return errors.New("-members must be at least 2 and -rate positive")
 		}
@@ -332,6 +361,12 @@ func (o *Options) validate(set map[string]bool) error {
 	if o.PeerSessions < 0 || (o.PeerSessions > 0 && len(o.AdminURLs) == 0) {
 		return errors.New("-peer-sessions needs -admin-url (and must not be negative)")
 	}
+	if len(o.Await) > 0 && len(o.AdminURLs) == 0 {
+		return errors.New("-await needs -admin-url")
+	}
+	if len(o.BrokerPIDs) > 0 && !isPubSub(o.Scenario) {
+		return errors.New("-broker-pid is for the pub/sub scenarios")
+	}
 	if o.ScrapeEvery < 0 || (o.ScrapeEvery > 0 && len(o.AdminURLs) == 0) {
 		return errors.New("-scrape-every needs -admin-url (and must not be negative)")
 	}
@@ -352,7 +387,7 @@ func (o *Options) validate(set map[string]bool) error {
 	case o.HTTPRate > 0:
 		switch o.Scenario {
 		case ScenarioStatic:
-		case ScenarioFanout, ScenarioBigChannel, ScenarioHTTPBurst, ScenarioSlow, ScenarioChat, ScenarioPersist, ScenarioPersistPub, ScenarioPeered, ScenarioAdmin:
+		case ScenarioFanout, ScenarioBigChannel, ScenarioHTTPBurst, ScenarioSlow, ScenarioChat, ScenarioPersist, ScenarioPersistPub, ScenarioPeered, ScenarioAdmin, ScenarioNATS:
 			if o.HTTPConns < 1 {
 				return errors.New("-http-conns must be positive")
 			}
@@ -381,7 +416,7 @@ func (o *Options) name(kind string, i int) string {
 // runPubSub runs.
 func isPubSub(scenario string) bool {
 	switch scenario {
-	case ScenarioFanout, ScenarioBigChannel, ScenarioHTTPBurst, ScenarioChat, ScenarioSlow, ScenarioPersist, ScenarioPersistPub, ScenarioPeered, ScenarioAdmin:
+	case ScenarioFanout, ScenarioBigChannel, ScenarioHTTPBurst, ScenarioChat, ScenarioSlow, ScenarioPersist, ScenarioPersistPub, ScenarioPeered, ScenarioAdmin, ScenarioNATS:
 		return true
 	}
 	return false
@@ -396,6 +431,29 @@ func splitList(v string) []string {
 		}
 	}
 	return out
+}
+
+// awaitCond is one -await condition: metric name at least min.
+type awaitCond struct {
+	name string
+	min  float64
+}
+
+func (c awaitCond) String() string { return fmt.Sprintf("%s>=%g", c.name, c.min) }
+
+// parseAwait parses -await's comma-separated name=min list.
+func parseAwait(v string) ([]awaitCond, error) {
+	var out []awaitCond
+	for _, item := range splitList(v) {
+		name, val, ok := strings.Cut(item, "=")
+		name = strings.TrimSpace(name)
+		m, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if !ok || name == "" || err != nil {
+			return nil, fmt.Errorf("-await %q: want name=min", item)
+		}
+		out = append(out, awaitCond{name: name, min: m})
+	}
+	return out, nil
 }
 
 // parsePIDs parses a comma-separated list of process ids.

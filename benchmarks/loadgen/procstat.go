@@ -86,31 +86,53 @@ func slabBytes() int64 { return kbField("/proc/meminfo", "Slab") }
 type cpuSample struct {
 	self, server float64
 	each         []float64 // per server (sampleServers only)
+	brokers      []float64 // per -broker-pid process, in server (sampleServers only)
 	busy         []float64 // per CPU of the machine, busy seconds since boot (sampleServers only)
 }
 
 func sampleCPU(pid int) cpuSample { return cpuSample{self: selfCPU(), server: procCPU(pid)} }
 
 // sampleServers samples this process and every server of o: server is the
-// sum over o.ServerPIDs (-1 when one is gone or none is given), each the
-// servers one by one.
+// sum over o.ServerPIDs and o.BrokerPIDs (-1 when one is gone or no server
+// is given), each the servers one by one, brokers the broker processes.
 func sampleServers(o *Options) cpuSample {
+	var s cpuSample
 	if len(o.ServerPIDs) <= 1 {
-		s := sampleCPU(o.ServerPID)
+		s = sampleCPU(o.ServerPID)
 		s.each = []float64{s.server}
-		s.busy = cpuBusy()
-		return s
-	}
-	s := cpuSample{self: selfCPU(), each: make([]float64, len(o.ServerPIDs)), busy: cpuBusy()}
-	for i, pid := range o.ServerPIDs {
-		s.each[i] = procCPU(pid)
-		if s.each[i] < 0 || s.server < 0 {
-			s.server = -1
-			continue
+	} else {
+		s = cpuSample{self: selfCPU(), each: make([]float64, len(o.ServerPIDs))}
+		for i, pid := range o.ServerPIDs {
+			s.each[i] = procCPU(pid)
+			if s.each[i] < 0 || s.server < 0 {
+				s.server = -1
+				continue
+			}
+			s.server += s.each[i]
 		}
-		s.server += s.each[i]
 	}
+	if len(o.BrokerPIDs) > 0 {
+		s.brokers = make([]float64, len(o.BrokerPIDs))
+		for i, pid := range o.BrokerPIDs {
+			s.brokers[i] = procCPU(pid)
+			if s.brokers[i] < 0 || s.server < 0 {
+				s.server = -1
+				continue
+			}
+			s.server += s.brokers[i]
+		}
+	}
+	s.busy = cpuBusy()
 	return s
+}
+
+// procName returns the command name of pid (/proc/PID/comm), or "".
+func procName(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		return ""
+	}
+	return string(bytes.TrimSpace(b))
 }
 
 // cpuBusy returns each CPU's busy time since boot in seconds, from the

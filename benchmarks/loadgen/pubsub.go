@@ -170,6 +170,16 @@ func runPubSub(ctx context.Context, o *Options) (*Result, error) {
 		}
 		res.PeerWaitS = d.Seconds()
 	}
+	// Servers joined by a broker (-await): e.g. ours on NATS, each with
+	// its stream acknowledging and the channel's link up.
+	if len(o.Await) > 0 {
+		d, err := awaitMetrics(ctx, o.AdminURLs, o.Await, o.PeerWait)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		res.AwaitS = d.Seconds()
+	}
 
 	// The schedule starts after a short pause that lets the last joins land
 	// (and, with -http-rate, the burst's process start and connect; the
@@ -278,6 +288,7 @@ func runPubSub(ctx context.Context, o *Options) (*Result, error) {
 	b := sampleServers(o)
 	mEnd = scrapeNow()
 	res.setCPU(a, b, o.Duration.Seconds())
+	res.setBrokers(o, a, b)
 	res.CPUBusyS = busyDelta(a.busy, b.busy)
 	if scr != nil {
 		scr.wait(res, o.ScrapeEvery)

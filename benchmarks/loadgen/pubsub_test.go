@@ -5,10 +5,15 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,6 +135,65 @@ func TestPeeredRun(t *testing.T) {
 	}
 	if res.PeerWaitS <= 0 {
 		t.Errorf("peer wait %v", res.PeerWaitS)
+	}
+}
+
+// TestNATSRun runs the nats scenario against two fake servers: the run
+// waits for -await on both, the broker process's CPU and RSS count in the
+// server side's and are recorded apart.
+func TestNATSRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a two-second run")
+	}
+	mesh := &fakeMesh{hop: 5 * time.Millisecond, members: map[string][]*fakeMember{}}
+	var urls, admins []string
+	for i := range 2 {
+		urls = append(urls, mesh.server(t, i))
+		var hits atomic.Int64
+		adm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			up := 0
+			if hits.Add(1) > 2 {
+				up = 1
+			}
+			fmt.Fprintf(w, "mles_nats_through_stream 1\nmles_nats_consumers %d\nmles_nats_received_total %d\n", up, hits.Load())
+		}))
+		t.Cleanup(adm.Close)
+		admins = append(admins, adm.URL+"/metrics")
+	}
+	// The broker: a process that burns a little CPU during the window.
+	broker := exec.Command("sh", "-c", "while :; do :; done")
+	if err := broker.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { broker.Process.Kill(); broker.Wait() })
+	out := t.TempDir() + "/out.jsonl"
+	o := parseArgs(t, []string{"-url", strings.Join(urls, ","), "-scenario", "nats", "-members", "5", "-rate", "50",
+		"-duration", "1s", "-warmup", "300ms", "-drain", "2s", "-dialers", "4",
+		"-server-pid", fmt.Sprintf("%d,%d", os.Getpid(), os.Getpid()), "-broker-pid", strconv.Itoa(broker.Process.Pid),
+		"-admin-url", strings.Join(admins, ","), "-await", "mles_nats_through_stream=1,mles_nats_consumers=1", "-label", "fake", "-out", out})
+	res, err := runPubSub(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Scenario != ScenarioNATS || res.Params.Servers != 2 || res.Expected == 0 || res.Delivered != res.Expected {
+		t.Fatalf("%s servers %d delivered %d of %d", res.Scenario, res.Params.Servers, res.Delivered, res.Expected)
+	}
+	if res.AwaitS <= 0 {
+		t.Errorf("await %v", res.AwaitS)
+	}
+	if len(res.Brokers) != 1 || res.Brokers[0].PID != broker.Process.Pid || res.Brokers[0].Name != "sh" ||
+		res.Brokers[0].CPUS < 0.3 || res.Brokers[0].RSSAfterBytes <= 0 {
+		t.Fatalf("brokers %+v", res.Brokers)
+	}
+	var servers float64
+	for _, sp := range res.Servers {
+		servers += sp.CPUS
+	}
+	if res.BrokerCPUS != res.Brokers[0].CPUS || math.Abs(res.ServerCPUS-servers-res.BrokerCPUS) > 0.02 {
+		t.Errorf("server cpu %v: servers %v + broker %v", res.ServerCPUS, servers, res.BrokerCPUS)
+	}
+	if res.Servers[1].MetricsEnd["mles_nats_received_total"] <= res.Servers[1].MetricsStart["mles_nats_received_total"] {
+		t.Errorf("nats metrics not recorded: %+v", res.Servers[1])
 	}
 }
 

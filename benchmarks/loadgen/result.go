@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -72,6 +73,15 @@ type ServerPart struct {
 	MetricsFirstError string             `json:"metrics_first_error,omitempty"`
 }
 
+// BrokerPart is one -broker-pid process (a NATS server, Redis): its CPU
+// over the window (-1: unknown) and RSS, both also in the server's sums.
+type BrokerPart struct {
+	PID           int     `json:"pid"`
+	Name          string  `json:"name,omitempty"` // /proc/PID/comm
+	CPUS          float64 `json:"cpu_s"`
+	RSSAfterBytes int64   `json:"rss_after_bytes"`
+}
+
 // Result is one run, one JSON line. Latencies are milliseconds; counts cover
 // only messages whose intended send time lies inside the measured window.
 type Result struct {
@@ -122,6 +132,12 @@ type Result struct {
 	Servers   []ServerPart `json:"servers,omitempty"`
 	Remote    *Part        `json:"remote,omitempty"`
 	PeerWaitS float64      `json:"peer_wait_s,omitempty"`
+	// -await: how long the servers took to meet it after the joins.
+	AwaitS float64 `json:"await_s,omitempty"`
+	// -broker-pid: the broker processes, and their CPU summed over the
+	// window (-1: one unknown); server_cpu_s includes it.
+	Brokers    []BrokerPart `json:"brokers,omitempty"`
+	BrokerCPUS float64      `json:"broker_cpu_s,omitempty"`
 
 	// -scrape-every: the /metrics reads during the warm-up and the window
 	// (every -admin-url server's, one request at a time): answered with
@@ -227,7 +243,7 @@ func newResult(o *Options) *Result {
 		ServerCPUS:           -1,
 		ServerRSSBeforeBytes: serverRSS(o),
 	}
-	if len(o.targets) > 1 || o.Scenario == ScenarioPeered {
+	if len(o.targets) > 1 || o.Scenario == ScenarioPeered || o.Scenario == ScenarioNATS {
 		r.Params.Servers = len(o.targets)
 	}
 	switch o.Scenario {
@@ -271,14 +287,15 @@ func (r *Result) setHTTP(t *httpTally) {
 	}
 }
 
-// serverRSS is the RSS of the server, or the sum over several (-1 when one
-// is not known).
+// serverRSS is the RSS of the server, or the sum over several and the
+// -broker-pid processes (-1 when one is not known).
 func serverRSS(o *Options) int64 {
-	if len(o.ServerPIDs) <= 1 {
-		return procRSS(o.ServerPID)
+	pids := o.ServerPIDs
+	if len(pids) <= 1 {
+		pids = []int{o.ServerPID}
 	}
 	var sum int64
-	for _, pid := range o.ServerPIDs {
+	for _, pid := range append(slices.Clone(pids), o.BrokerPIDs...) {
 		v := procRSS(pid)
 		if v < 0 {
 			return -1
@@ -286,6 +303,27 @@ func serverRSS(o *Options) int64 {
 		sum += v
 	}
 	return sum
+}
+
+// setBrokers records the -broker-pid processes' CPU over the window (from
+// samples a and b) and their RSS now.
+func (r *Result) setBrokers(o *Options, a, b cpuSample) {
+	if len(o.BrokerPIDs) == 0 {
+		return
+	}
+	r.Brokers = make([]BrokerPart, len(o.BrokerPIDs))
+	for i, pid := range o.BrokerPIDs {
+		bp := &r.Brokers[i]
+		bp.PID, bp.Name, bp.CPUS, bp.RSSAfterBytes = pid, procName(pid), -1, procRSS(pid)
+		if i < len(a.brokers) && i < len(b.brokers) && a.brokers[i] >= 0 && b.brokers[i] >= 0 {
+			bp.CPUS = b.brokers[i] - a.brokers[i]
+		}
+		if bp.CPUS < 0 || r.BrokerCPUS < 0 {
+			r.BrokerCPUS = -1
+			continue
+		}
+		r.BrokerCPUS += bp.CPUS
+	}
 }
 
 // set fills a Part's counts and percentiles (h in microseconds).
@@ -412,6 +450,9 @@ func (r *Result) summary() string {
 		if r.PeerWaitS > 0 {
 			fmt.Fprintf(&sb, " (peer sessions up after %.2fs)", r.PeerWaitS)
 		}
+		if r.AwaitS > 0 {
+			fmt.Fprintf(&sb, " (-await met after %.2fs)", r.AwaitS)
+		}
 		if r.ScrapeEveryS > 0 {
 			fmt.Fprintf(&sb, "; /metrics every %gs: %d scraped (%d in the window), %d failed, p50 %.2f max %.2f ms",
 				r.ScrapeEveryS, r.Scrapes, r.ScrapesInWindow, r.ScrapesFailed, r.ScrapeP50Ms, r.ScrapeMaxMs)
@@ -435,6 +476,9 @@ func (r *Result) summary() string {
 		fmt.Fprintf(&sb, " server %.2fs", r.ServerCPUS)
 		if r.ServerCPUUsPerDelivery > 0 {
 			fmt.Fprintf(&sb, " (%.2f us/delivery)", r.ServerCPUUsPerDelivery)
+		}
+		for _, bp := range r.Brokers {
+			fmt.Fprintf(&sb, ", of which %s %.2fs", bp.Name, bp.CPUS)
 		}
 		if r.ServerCPUUsPerRequest > 0 {
 			fmt.Fprintf(&sb, " (%.2f us/request; client %.2f)", r.ServerCPUUsPerRequest, r.ClientCPUUsPerRequest)

@@ -170,7 +170,7 @@ func derive(raw map[string]any) {
 				delete(raw, f)
 			}
 		}
-	case "fanout", "bigchannel", "chat", "slow", "httpburst", "persist", "persistpub", "peered", "admin":
+	case "fanout", "bigchannel", "chat", "slow", "httpburst", "persist", "persistpub", "peered", "admin", "nats":
 		if d, _ := raw["delivered"].(float64); d == 0 {
 			delete(raw, "server_cpu_us_per_delivery")
 		}
@@ -186,6 +186,8 @@ func derive(raw map[string]any) {
 		derivePersist(raw)
 	case "peered":
 		derivePeered(raw)
+	case "nats":
+		deriveNATS(raw)
 	case "storm":
 		deriveStorm(raw)
 	}

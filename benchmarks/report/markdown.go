@@ -54,7 +54,7 @@ var textColumns = map[string][]textColumn{
 }
 
 // scenarioOrder is the order of sections; unknown scenarios follow.
-var scenarioOrder = []string{"fanout", "admin", "persist", "persistpub", "peered", "static", "httpburst", "bigchannel", "slow", "chat", "idle", "connect", "storm", "history"}
+var scenarioOrder = []string{"fanout", "admin", "persist", "persistpub", "peered", "nats", "static", "httpburst", "bigchannel", "slow", "chat", "idle", "connect", "storm", "history"}
 
 var scenarioTitle = map[string]string{
 	"fanout":     "Fan-out: 1 channel, 1 publisher",
@@ -70,6 +70,7 @@ var scenarioTitle = map[string]string{
 	"persist":    "Persistent history beside the fan-out: ours with the history in memory, on disk (`--history-dir`, sync 1 s) and on disk fsyncing every batch",
 	"peered":     "Peered servers: the fan-out of 1000 split over 1..N of ours in a full mesh on loopback, the publisher on server 0",
 	"admin":      "Metrics beside the fan-out: ours without and with `--admin`, its `/metrics` scraped every second",
+	"nats":       "Cluster on NATS: the fan-out of 1000 over ours alone, ours on 1..N servers joined by NATS JetStream, and Centrifugo alone and with its NATS broker",
 }
 
 var pubsubColumns = []column{
@@ -220,6 +221,10 @@ func writeMarkdown(sb *strings.Builder, groups []*group, files []string) {
 		}
 		if sc == "admin" {
 			writeAdmin(sb, gs)
+			continue
+		}
+		if sc == "nats" {
+			writeNATS(sb, gs)
 			continue
 		}
 		cols := columns[sc]

@@ -257,3 +257,82 @@ func TestStormReport(t *testing.T) {
 		}
 	}
 }
+
+// natsRun is a loadgen record of the nats scenario: label on servers (1
+// for the ones alone), the nats-server's CPU (0: no broker) in the server
+// side's, and the stream's counters on each of ours on NATS.
+func natsRun(label string, servers, rate, p99, serverCPU, brokerCPU, trouble float64) map[string]any {
+	delivered := rate * 10 * 999
+	ss := []any{}
+	for i := 0; i < int(servers); i++ {
+		p := map[string]any{"receivers": 999 / servers, "delivery_ratio": 1.0, "p50_ms": p99 / 2, "p99_ms": p99 - 1, "samples": 1000.0}
+		if strings.HasPrefix(label, "mles-nats") {
+			p["metrics_start"] = map[string]any{"mles_nats_published_total": 5.0, "mles_nats_received_total": 7.0, "mles_nats_failed_total": 0.0, "mles_nats_through_stream": 1.0}
+			p["metrics_end"] = map[string]any{"mles_nats_published_total": 5 + rate*10/servers, "mles_nats_received_total": 7 + rate*10, "mles_nats_through_stream": 1.0}
+			p["metrics_after"] = map[string]any{"mles_nats_failed_total": trouble}
+		}
+		ss = append(ss, p)
+	}
+	r := map[string]any{
+		"label": label, "scenario": "nats", "mode": "mles",
+		"params":   map[string]any{"members": 1000.0, "rate": rate, "payload": 64, "duration_s": 10, "servers": servers},
+		"window_s": 10.0, "sent": rate * 10, "delivered": delivered, "expected": delivered,
+		"delivered_per_s": rate * 999, "delivery_ratio": 1.0, "samples": 1000.0, "p50_ms": 1.0, "p99_ms": p99,
+		"client_cpu_s": 5.0, "server_cpu_s": serverCPU, "server_cpu_us_per_delivery": serverCPU * 1e6 / delivered, "servers": ss,
+		"out_of_order": 0.0, "gaps": 0.0,
+	}
+	if brokerCPU > 0 {
+		r["brokers"] = []any{map[string]any{"pid": 42.0, "name": "nats-server", "cpu_s": brokerCPU}}
+		r["broker_cpu_s"] = brokerCPU
+	}
+	if servers > 1 {
+		r["remote"] = map[string]any{"receivers": 666.0, "delivery_ratio": 1.0, "p50_ms": p99 / 2, "p99_ms": p99, "samples": 1000.0}
+	}
+	return r
+}
+
+func TestNATSReport(t *testing.T) {
+	md, groups := render(t,
+		natsRun("mles", 1, 500, 10, 2, 0, 0),
+		natsRun("mles-nats2", 2, 500, 20, 4, 1, 3),
+		natsRun("centrifugo", 1, 500, 20, 4, 0, 0),
+		natsRun("centrifugo-nats2", 2, 500, 40, 10, 2, 0),
+	)
+	var two *group
+	for _, g := range groups {
+		if g.Label == "mles-nats2" {
+			two = g
+		}
+	}
+	if two == nil {
+		t.Fatal("no mles-nats2 group")
+	}
+	delivered := 500.0 * 10 * 999
+	for field, want := range map[string]float64{"broker_cpu_us_per_delivery": 1e6 / delivered, "servers_cpu_us_per_delivery": 3e6 / delivered,
+		"broker_core": 0.1, "nats_published_per_msg": 1, "nats_received_per_msg": 2, "nats_trouble": 6, "nats_through_min": 1, "hop_p99_ms": 1} {
+		if v, ok := two.median(field); !ok || v != want {
+			t.Errorf("%s = %v (%v), want %v", field, v, ok, want)
+		}
+	}
+	for _, want := range []string{
+		"**Every server and the nats-server are pinned to CPU 0**",
+		"| 500 | mles | 1 | 1 | 499500 |",
+		"| 500 | mles-nats2 | 2 | 1 | 499500 | 1.0000 | 1.00 | 20.00 | 19.00 | 20.00 | +1.00 | 0.80 | 0.20 | 0.40 | 0.10 | 0.50 |",
+		"| 1.00 | 2.00 | 6 | 0 |",
+		"| 500 | mles-nats2 | mles | 1.00 | 1.00 | 2.00 | +10.00 | 2.00 |",
+		"| 500 | centrifugo-nats2 | centrifugo | 1.00 | 1.00 | 2.00 | +20.00 | 2.50 |",
+		"| 500 | mles-nats2 | centrifugo-nats2 | 1.00 | 1.00 | 0.50 | -20.00 | 0.40 |",
+		"| 500 | mles | centrifugo | 1.00 | 1.00 | 0.50 | -10.00 | 0.50 |",
+		"`nats-server`",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	// The order: ours alone, ours on NATS, Centrifugo alone, Centrifugo on NATS.
+	i0, i1, i2, i3 := strings.Index(md, "| 500 | mles | 1 |"), strings.Index(md, "| 500 | mles-nats2 | 2 |"),
+		strings.Index(md, "| 500 | centrifugo | 1 |"), strings.Index(md, "| 500 | centrifugo-nats2 | 2 |")
+	if i0 < 0 || i0 > i1 || i1 > i2 || i2 > i3 {
+		t.Errorf("rows out of order: %d %d %d %d", i0, i1, i2, i3)
+	}
+}

@@ -17,18 +17,14 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-func startCentrifugo(t *testing.T, config string) string {
+func startCentrifugo(t *testing.T, config string, env ...string) string {
 	bin, _ := filepath.Abs("../../.bin/centrifugo")
 	if _, err := os.Stat(bin); err != nil {
 		t.Skip("benchmarks/.bin/centrifugo not built (benchmarks/run builds it)")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := freePort(t)
 	cmd := exec.Command(bin, "-c", config, "--http_server.port", strconv.Itoa(port))
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	cmd.Stdout = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -36,6 +32,15 @@ func startCentrifugo(t *testing.T, config string) string {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	return "ws://127.0.0.1:" + strconv.Itoa(port) + "/connection/websocket"
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 type client struct {
@@ -154,4 +159,74 @@ func TestHistoryConfig(t *testing.T) {
 	if sub.Epoch == "" || !rec.Recovered || len(rec.Publications) != 1000 {
 		t.Fatalf("recovery: epoch %q recovered %v, %d publications; reply %.200s", sub.Epoch, rec.Recovered, len(rec.Publications), r["subscribe"])
 	}
+}
+
+// TestNATSConfig: two nodes with config-nats.json on one nats-server (the
+// nats scenario's centrifugo-natsN), the URL from the environment as
+// benchmarks/run gives it: a publication on one node reaches a subscriber
+// on the other.
+func TestNATSConfig(t *testing.T) {
+	natsd, _ := filepath.Abs("../../.bin/nats-server")
+	if _, err := os.Stat(natsd); err != nil {
+		t.Skip("benchmarks/.bin/nats-server not built (benchmarks/run nats builds it)")
+	}
+	port := freePort(t)
+	ns := exec.Command(natsd, "-a", "127.0.0.1", "-p", strconv.Itoa(port))
+	ns.Stderr = os.Stderr
+	if err := ns.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Process.Kill(); ns.Wait() })
+	for i := 0; ; i++ {
+		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err == nil {
+			c.Close()
+			break
+		}
+		if i == 100 {
+			t.Fatalf("nats-server: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	env := "CENTRIFUGO_BROKER_NATS_URL=nats://127.0.0.1:" + strconv.Itoa(port)
+	a, b := dial(t, startCentrifugo(t, "config-nats.json", env)), dial(t, startCentrifugo(t, "config-nats.json", env))
+	for _, cl := range []*client{a, b} {
+		cl.cmd(1, `"connect":{}`)
+		cl.cmd(2, `"subscribe":{"channel":"room"}`)
+	}
+	// The other node's subscription reaches NATS on its own time: publish
+	// until one arrives (a gorilla read that timed out cannot go on, so one
+	// goroutine reads b throughout).
+	got := make(chan string, 64)
+	go func() {
+		b.c.SetReadDeadline(time.Now().Add(15 * time.Second))
+		for {
+			_, data, err := b.c.ReadMessage()
+			if err != nil {
+				close(got)
+				return
+			}
+			got <- string(data)
+		}
+	}()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; i < 50; i++ {
+		a.cmd(3+i, `"publish":{"channel":"room","data":{"m":"across"}}`)
+	wait:
+		for {
+			select {
+			case m, ok := <-got:
+				if !ok {
+					t.Fatal("node b closed the connection")
+				}
+				if strings.Contains(m, `"across"`) {
+					return
+				}
+			case <-tick.C:
+				break wait
+			}
+		}
+	}
+	t.Fatal("no publication across the nodes within 10 s")
 }
