@@ -8,18 +8,19 @@ package server
 //
 // While the stream answers, a local client's message does not enter the
 // channel's ring: the loop queues it (natsBus.send, no I/O, no wait) for
-// the bus's publisher goroutine, which publishes it to JetStream; it comes
-// back through the channel's ordered consumer (natssub.go), in the
-// stream's order, and enters the ring there like every other server's
+// the bus's publisher goroutine (natspub.go), which publishes it to
+// JetStream; it comes back as the stream republishes it (natssub.go), in
+// the stream's order, and enters the ring there like every other server's
 // message. So every member on every server gets the channel's messages in
 // one order, the stream's, and each once; the sender's own message is
 // marked with its connection and skipped for it.
 //
-// While the stream does not answer (NATS unreachable, no JetStream quorum)
-// or the queue to it is full, a local message is delivered to the local
-// members at once, and queued for the stream marked as delivered here, so
-// that the other servers get it once NATS takes it and this one does not
-// deliver it twice.
+// While the stream does not answer (NATS unreachable at once; a stall of
+// the stream, such as a JetStream leader election, after 2 s) or the queue
+// to it is full, a local message is delivered to the local members at
+// once, and queued for the stream marked as delivered here, so that the
+// other servers get it once NATS takes it and this one does not deliver it
+// twice (natspub.go).
 
 import (
 	"context"

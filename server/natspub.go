@@ -5,17 +5,25 @@ package server
 //
 // Order is kept through failures. nats.go's reconnect buffer is off, so
 // nothing is sent behind the publisher's back when a connection comes
-// back. When the stream stops acknowledging (NATS away, a JetStream leader
-// election, no quorum) the publisher stalls: it has the local members get
-// at once, in order, what is in flight, and switches the loops to local
-// delivery first (natsBus.answering); it sends nothing new until every
-// publish in flight is acknowledged or failed, then sends the failed ones
-// again in their first order (with their message ids, so that a copy
-// JetStream stored although its acknowledgement was lost is dropped), and
-// only then what was queued after them. A message delivered here first is
-// never delivered here again when it comes back from the stream: it is
-// marked in the envelope, or (in flight when the stall began) remembered
+// back. When the stream leaves publishes unacknowledged for stallAfter, or
+// NATS reconnected with publishes in flight, the publisher sends nothing
+// new until every publish in flight is acknowledged or failed, then sends
+// the failed ones again in their first order (with their message ids, so
+// that a copy JetStream stored although its acknowledgement was lost is
+// dropped), and only then what was queued after them. With the connection
+// down, or a stall longer than localFirstAfter, it also switches to local
+// delivery first (localFirst): the local members get at once, in order,
+// what is on the way (sent and not back yet) and what is queued, and the
+// loops deliver what follows themselves. A message delivered here first
+// is never delivered here again when it comes back from the stream: it is
+// marked in the envelope, or (on the way when the switch came) remembered
 // by number.
+//
+// Not kept: in a JetStream leader election with the connection up, a
+// publish lost with the old leader is stored when sent again, after those
+// that this server sent in the moments before it stalled (at most
+// stallAfter) and the new leader stored: those few messages of one sender
+// may come out of order, in the same order on every server.
 
 import (
 	"cmp"
