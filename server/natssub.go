@@ -234,7 +234,9 @@ func kindIndex(data []byte) int {
 // that waited.
 func (sub *natsSub) catchUp() error {
 	b, x := sub.b, sub.x
-	ctx, cancel := context.WithTimeout(sub.ctx, 30*time.Second)
+	// A request lost in a JetStream leader election waits out this
+	// bound; the link then starts again.
+	ctx, cancel := context.WithTimeout(sub.ctx, 10*time.Second)
 	defer cancel()
 	st, err := b.js.Stream(ctx, b.stream)
 	if err != nil {

@@ -213,6 +213,7 @@ type connLog struct {
 	streams    map[string]*stream
 	anomalies  []string // the first maxAnomalies
 	nAnomalies int
+	nOrder     int   // of them, messages out of their sender's order
 	err        error // why the connection ended; nil while it is open
 }
 
@@ -268,6 +269,7 @@ func (l *connLog) record(typ int, data []byte) {
 	}
 	if n < st.last {
 		l.anomaly("%s:%d after %s:%d (out of order)", sender, n, sender, st.last)
+		l.nOrder++
 	}
 	st.at[n] = l.arrivals
 	st.last = max(st.last, n)
